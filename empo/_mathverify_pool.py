@@ -1,0 +1,560 @@
+"""math-verify in a worker process, with timeouts that work from any thread.
+
+math-verify's own timeouts use ``signal.alarm`` and fail off the main thread (TRL reward functions, thread
+pools).  Here every ``math_verify.parse``/``math_verify.verify`` call runs in a separate worker process:
+
+* **Worker.**  A plain ``python -c`` subprocess (started with :mod:`subprocess`, not :mod:`multiprocessing`, so
+  the caller's ``__main__`` is never re-imported and nothing is forked from a process that may hold CUDA
+  state or threads).  It talks over two pipes with :class:`multiprocessing.connection.Connection` framing.
+  Tasks run in the worker's main thread, where a *soft* timer (``signal.setitimer``, raising math-verify's
+  own ``TimeoutException``) bounds each operation.  Parsed answers are cached in the worker (LRU by string).
+* **One task per group.**  The caller sends all distinct strings of a group at once; the worker parses each
+  and then compares pairs of still-separate components (union-find), skipping pairs already joined and pairs of
+  two numeric answers (the caller decides those exactly).  It streams one small message per operation, so the
+  caller knows which operation is in flight.
+* **Hard timeout in the caller.**  The caller waits at most ``timeout + max(2, timeout / 2)`` seconds for each
+  message.  When the worker overruns (C code the soft timer cannot interrupt) or dies, it is killed, the
+  in-flight operation is recorded as failed (parse failure or "not equivalent"), and the task resumes on a
+  fresh worker from where it stopped.  One pathological answer therefore costs at most a couple of timeouts.
+* **Timeouts mean "not equivalent".**  An answer that times out against two different partners is *poisoned*:
+  it is compared with nothing else in that group and in later calls (it stays equivalent to answers with the
+  same canonical form, which never reach this module).  When a pair times out and only one side already has a
+  timeout on record, only that side is blamed, so an innocent answer is not poisoned by two bad ones.
+* **Thread safety.**  Workers are handed out by a small pool (``EMPO_MATH_WORKERS``, default 1) under a
+  condition variable; any number of threads may call in.  A fork is detected by pid and the child starts its
+  own workers.  An ``atexit`` hook closes the workers.
+* **Fallback.**  On non-POSIX systems, with ``EMPO_MATH_INPROCESS=1``, or if no worker can be started, the same
+  algorithm runs in-process; the soft timer is used only on the main thread (elsewhere there is no timeout).
+
+Configuration: ``DEFAULT_TIMEOUT`` seconds per operation (environment ``EMPO_MATH_TIMEOUT``, default 5), or a
+``timeout`` argument.  ``EMPO_MATH_DEBUG=1`` lets the worker write to stderr.
+
+This file must stay importable on its own (the worker loads it by path, without importing the ``empo``
+package), so it imports nothing from ``empo``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections import OrderedDict
+from typing import Callable
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "default_timeout",
+    "mathverify_cluster",
+    "mathverify_equivalent",
+    "shutdown",
+    "worker_main",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        v = float(os.environ.get(name, default))
+        return v if v > 0 else default
+    except ValueError:
+        return default
+
+
+#: Seconds per math-verify operation (one parse, or one two-way comparison).
+DEFAULT_TIMEOUT: float = _env_float("EMPO_MATH_TIMEOUT", 5.0)
+#: Seconds to wait for a fresh worker to import sympy and math-verify.
+STARTUP_TIMEOUT: float = 120.0
+_PARSE_CACHE_SIZE = 16384
+_CALLER_CACHE_SIZE = 100_000
+
+
+def default_timeout() -> float:
+    return DEFAULT_TIMEOUT
+
+
+def _hard_limit(soft: float) -> float:
+    return soft + max(2.0, 0.5 * soft)
+
+
+# --------------------------------------------------------------------------------------------------
+# The group algorithm, shared by the worker, the caller's mirror of it, and the in-process fallback
+# --------------------------------------------------------------------------------------------------
+
+
+class _Job:
+    """Union-find state of one group: strings, numeric flags, components, skipped pairs, poisoned strings."""
+
+    __slots__ = ("strings", "numeric", "parent", "skip", "poison", "tcount", "results")
+
+    def __init__(self, strings, numeric, parent=None, skip=(), poison=(), tcount=None):
+        self.strings = list(strings)
+        self.numeric = list(numeric)
+        self.parent = list(parent) if parent is not None else list(range(len(self.strings)))
+        self.skip = set(map(tuple, skip))
+        self.poison = set(poison)
+        self.tcount = dict(tcount or {})
+        self.results: list[tuple[int, int, bool, bool]] = []
+
+    def payload(self):
+        return (self.strings, self.numeric, self.parent, sorted(self.skip), sorted(self.poison), self.tcount)
+
+    def find(self, i: int) -> int:
+        p = self.parent
+        while p[i] != i:
+            p[i] = p[p[i]]
+            i = p[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:
+            lo, hi = min(ri, rj), max(ri, rj)
+            self.parent[hi] = lo
+
+    def labels(self) -> list[int]:
+        return [self.find(i) for i in range(len(self.strings))]
+
+    def pairs(self):
+        """Pairs still worth comparing, in a fixed order; evaluated lazily as components grow."""
+        n = len(self.strings)
+        for i in range(n):
+            for j in range(i + 1, n):
+                if i in self.poison:
+                    break
+                if j in self.poison or (self.numeric[i] and self.numeric[j]) or (i, j) in self.skip:
+                    continue
+                if self.find(i) == self.find(j):
+                    continue
+                yield i, j
+
+    def apply(self, i: int, j: int, equal: bool, timed_out: bool) -> None:
+        self.results.append((i, j, equal, timed_out))
+        if equal:
+            self.union(i, j)
+        else:
+            self.skip.add((i, j))
+        if timed_out:
+            ci, cj = self.tcount.get(i, 0), self.tcount.get(j, 0)
+            blame = [i] if ci and not cj else [j] if cj and not ci else [i, j]
+            for k in blame:
+                self.tcount[k] = self.tcount.get(k, 0) + 1
+                if self.tcount[k] >= 2:
+                    self.poison.add(k)
+
+
+def _run_job(job: _Job, send: Callable, timed: Callable, parse: Callable, equal: Callable) -> None:
+    """Parse every string, then compare pairs of separate components; ``send`` streams progress."""
+    for i, s in enumerate(job.strings):
+        if i in job.poison:
+            continue
+        send(("p", i))
+        _, timed_out = timed(lambda: parse(s))
+        if timed_out:
+            job.poison.add(i)
+            send(("x", i))
+    for i, j in job.pairs():
+        send(("b", i, j))
+        a, b = job.strings[i], job.strings[j]
+        res, timed_out = timed(lambda: equal(a, b))
+        res = bool(res)
+        job.apply(i, j, res, timed_out)
+        send(("r", i, j, res, timed_out))
+    send(("done", job.labels()))
+
+
+# --------------------------------------------------------------------------------------------------
+# math-verify calls (worker side, or in-process fallback)
+# --------------------------------------------------------------------------------------------------
+
+_mv = None  # (parse, verify, TimeoutException, cached_parse)
+
+
+def _load_mathverify():
+    global _mv
+    if _mv is None:
+        from functools import lru_cache
+
+        import math_verify
+        import math_verify.grader
+        import math_verify.parser
+        from math_verify.errors import TimeoutException
+
+        # we disable math-verify's own signal timeouts and supply ours; silence its one-time warning
+        math_verify.parser.TIMEOUT_WARNING_SHOWN = True
+        math_verify.grader.TIMEOUT_WARNING_SHOWN = True
+        logging.getLogger("math_verify").setLevel(logging.ERROR)
+        logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
+
+        @lru_cache(maxsize=_PARSE_CACHE_SIZE)
+        def cached_parse(s: str):
+            return math_verify.parse("\\boxed{" + s + "}", parsing_timeout=None)
+
+        _mv = (math_verify.parse, math_verify.verify, TimeoutException, cached_parse)
+    return _mv
+
+
+def _mv_parse(s: str):
+    return _load_mathverify()[3](s)
+
+
+def _mv_equal(a: str, b: str) -> bool:
+    """math-verify in both directions on the parsed answers (``verify`` alone is asymmetric)."""
+    _, verify, _, cached_parse = _load_mathverify()
+    pa, pb = cached_parse(a), cached_parse(b)
+    if not pa or not pb:
+        return False
+    return bool(verify(pa, pb, timeout_seconds=None)) and bool(verify(pb, pa, timeout_seconds=None))
+
+
+_fired = False
+
+
+def _alarm_handler(signum, frame):
+    global _fired
+    _fired = True
+    raise _load_mathverify()[2]("empo: math-verify soft timeout")
+
+
+def _make_timed(soft: float | None):
+    """``timed(fn) -> (result, timed_out)`` with a ``setitimer`` soft timeout (main thread only)."""
+    import signal
+
+    timeout_exc = _load_mathverify()[2]
+
+    def timed(fn):
+        global _fired
+        _fired = False
+        result = None
+        try:
+            try:
+                if soft:
+                    signal.setitimer(signal.ITIMER_REAL, soft)
+                result = fn()
+            finally:
+                if soft:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+        except timeout_exc:
+            pass
+        except Exception:  # noqa: BLE001 - a failed parse/compare is "not equivalent"
+            logger.debug("math-verify raised", exc_info=True)
+        return result, bool(_fired and not result)
+
+    return timed
+
+
+# --------------------------------------------------------------------------------------------------
+# Worker process
+# --------------------------------------------------------------------------------------------------
+
+
+def worker_main(argv: list[str]) -> None:
+    """Entry point of the worker (``argv``: ``[-c, this_file, read_fd, write_fd]``)."""
+    import signal
+    from multiprocessing.connection import Connection
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's business; it closes the pipe
+    rx = Connection(int(argv[2]), writable=False)
+    tx = Connection(int(argv[3]), readable=False)
+    _load_mathverify()
+    signal.signal(signal.SIGALRM, _alarm_handler)
+    _mv_parse("1")  # warm up the LaTeX parser
+    tx.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = rx.recv()
+        except (EOFError, OSError):
+            break
+        if not msg or msg[0] == "exit":
+            break
+        if msg[0] == "job":
+            _, payload, soft = msg
+            job = _Job(*payload)
+            try:
+                _run_job(job, tx.send, _make_timed(soft), _mv_parse, _mv_equal)
+            except (BrokenPipeError, OSError):
+                break
+
+
+_BOOT = (
+    "import sys; del sys.path[0]; import importlib.util as u; "
+    "s = u.spec_from_file_location('_empo_mathverify_worker', sys.argv[1]); m = u.module_from_spec(s); "
+    "sys.modules[s.name] = m; s.loader.exec_module(m); m.worker_main(sys.argv)"
+)
+
+
+class _Worker:
+    def __init__(self) -> None:
+        from multiprocessing.connection import Connection
+
+        if not sys.executable:
+            raise RuntimeError("no Python executable to start a math-verify worker")
+        p2c_r, p2c_w = os.pipe()
+        c2p_r, c2p_w = os.pipe()
+        debug = os.environ.get("EMPO_MATH_DEBUG", "") not in ("", "0")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, os.path.abspath(__file__), str(p2c_r), str(c2p_w)],
+                pass_fds=(p2c_r, c2p_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=None if debug else subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except BaseException:
+            for fd in (p2c_r, p2c_w, c2p_r, c2p_w):
+                os.close(fd)
+            raise
+        os.close(p2c_r)
+        os.close(c2p_w)
+        self.tx = Connection(p2c_w, readable=False)
+        self.rx = Connection(c2p_r, writable=False)
+        try:
+            if not self.rx.poll(STARTUP_TIMEOUT):
+                raise RuntimeError("math-verify worker did not start")
+            msg = self.rx.recv()
+            if msg[0] != "ready":
+                raise RuntimeError(f"math-verify worker said {msg!r}")
+        except BaseException:
+            self.kill()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None and not self.rx.closed
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        except Exception:  # noqa: BLE001
+            pass
+        self._close_pipes()
+
+    def close(self) -> None:
+        try:
+            self.tx.send(("exit",))
+            self.proc.wait(timeout=2)
+        except Exception:  # noqa: BLE001
+            self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for c in (self.tx, self.rx):
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._count = 0
+        self._pid = os.getpid()
+        self._atexit = False
+
+    @staticmethod
+    def size() -> int:
+        try:
+            return max(1, int(os.environ.get("EMPO_MATH_WORKERS", "1")))
+        except ValueError:
+            return 1
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:  # a forked child: the workers belong to the parent; start afresh
+            self._idle, self._count, self._pid, self._atexit = [], 0, os.getpid(), False
+
+    def acquire(self) -> _Worker:
+        with self._cond:
+            self._check_fork()
+            while True:
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < self.size():
+                    self._count += 1
+                    if not self._atexit:
+                        atexit.register(self.shutdown)
+                        self._atexit = True
+                    break
+                self._cond.wait()
+        try:
+            return _Worker()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, w: _Worker) -> None:
+        with self._cond:
+            if os.getpid() != self._pid:
+                return
+            if w.alive:
+                self._idle.append(w)
+            else:
+                self._count -= 1
+            self._cond.notify()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            if os.getpid() != self._pid:
+                return
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+        for w in idle:
+            w.close()
+
+
+_POOL = _Pool()
+_remote_disabled = os.name != "posix" or os.environ.get("EMPO_MATH_INPROCESS", "") not in ("", "0")
+_warned_fallback = False
+
+
+def shutdown() -> None:
+    """Close the idle math-verify workers (a later call starts new ones)."""
+    _POOL.shutdown()
+
+
+def _drive(w: _Worker, job: _Job, soft: float) -> bool:
+    """Run ``job`` on worker ``w``, mirroring its progress; False when the worker overran or died."""
+    hard = _hard_limit(soft)
+    inflight = None
+    try:
+        w.tx.send(("job", job.payload(), soft))
+        while True:
+            if not w.rx.poll(hard):
+                break
+            msg = w.rx.recv()
+            kind = msg[0]
+            if kind == "p":
+                inflight = msg
+            elif kind == "b":
+                inflight = msg
+            elif kind == "x":
+                job.poison.add(msg[1])
+                inflight = None
+            elif kind == "r":
+                _, i, j, res, timed_out = msg
+                job.apply(i, j, res, timed_out)
+                inflight = None
+            elif kind == "done":
+                job.parent = list(msg[1])
+                return True
+    except (EOFError, OSError):
+        pass
+    # hard timeout or crash: blame the operation in flight so that the retry makes progress
+    if inflight is None:
+        raise RuntimeError("math-verify worker failed outside any operation")
+    if inflight[0] == "p":
+        job.poison.add(inflight[1])
+    else:
+        job.apply(inflight[1], inflight[2], False, True)
+    logger.warning("math-verify worker overran its hard timeout or died; restarting it")
+    return False
+
+
+def _run_remote(job: _Job, soft: float) -> None:
+    for _ in range(len(job.strings) ** 2 + 2):  # every failure blames one operation, so this terminates
+        w = _POOL.acquire()
+        ok = False
+        try:
+            ok = _drive(w, job, soft)
+        finally:
+            if not ok:
+                w.kill()
+            _POOL.release(w)
+        if ok:
+            return
+
+
+def _run_local(job: _Job, soft: float) -> None:
+    on_main = threading.current_thread() is threading.main_thread()
+    if on_main:
+        import signal
+
+        old = signal.signal(signal.SIGALRM, _alarm_handler)
+        try:
+            _run_job(job, lambda msg: None, _make_timed(soft), _mv_parse, _mv_equal)
+        finally:
+            signal.signal(signal.SIGALRM, old)
+    else:
+        _run_job(job, lambda msg: None, _make_timed(None), _mv_parse, _mv_equal)
+
+
+# --------------------------------------------------------------------------------------------------
+# Caller-side caches and the public entry points
+# --------------------------------------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+_pair_cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
+_poisoned: OrderedDict[str, None] = OrderedDict()
+
+
+def _lru_put(d: OrderedDict, key, value) -> None:
+    d[key] = value
+    d.move_to_end(key)
+    if len(d) > _CALLER_CACHE_SIZE:
+        d.popitem(last=False)
+
+
+def mathverify_cluster(strings: list[str], numeric: list[bool] | None = None, timeout: float | None = None) -> list[int]:
+    """Component label (smallest member index) of each string under two-way math-verify equivalence.
+
+    ``strings`` should be distinct canonical forms; pairs of two ``numeric`` entries are never compared (the
+    caller decides those exactly).  Comparisons that time out, and strings that fail or time out in parsing,
+    count as "not equivalent".
+    """
+    global _warned_fallback
+    n = len(strings)
+    numeric = list(numeric) if numeric is not None else [False] * n
+    soft = float(timeout) if timeout else DEFAULT_TIMEOUT
+    job = _Job(strings, numeric)
+    with _cache_lock:
+        for i, s in enumerate(strings):
+            if s in _poisoned:
+                job.poison.add(i)
+        for i in range(n):
+            for j in range(i + 1, n):
+                if numeric[i] and numeric[j]:
+                    continue
+                known = _pair_cache.get((strings[i], strings[j]))
+                if known is None:
+                    known = _pair_cache.get((strings[j], strings[i]))
+                if known is True:
+                    job.union(i, j)
+                elif known is False:
+                    job.skip.add((i, j))
+    if n < 2 or next(job.pairs(), None) is None:
+        return job.labels()
+
+    if not _remote_disabled:
+        try:
+            _run_remote(job, soft)
+        except Exception as e:  # noqa: BLE001 - no worker could run: fall back rather than fail the caller
+            if not _warned_fallback:
+                logger.warning("math-verify worker unavailable (%s); comparing in-process", e)
+                _warned_fallback = True
+            _run_local(job, soft)
+    else:
+        _run_local(job, soft)
+
+    with _cache_lock:
+        for i, j, res, timed_out in job.results:
+            key = (strings[i], strings[j]) if strings[i] <= strings[j] else (strings[j], strings[i])
+            _lru_put(_pair_cache, key, res)
+        for i in job.poison:
+            _lru_put(_poisoned, strings[i], None)
+    return job.labels()
+
+
+def mathverify_equivalent(a: str, b: str, timeout: float | None = None) -> bool:
+    """Two-way math-verify equivalence of two canonical strings, under the worker's timeouts."""
+    if a == b:
+        return True
+    labels = mathverify_cluster([a, b], [False, False], timeout=timeout)
+    return labels[0] == labels[1]

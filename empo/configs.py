@@ -1,0 +1,65 @@
+"""Recipe dataclasses. One YAML recipe fills three of them (open-r1/TRL convention):
+
+- ``EmpoArguments`` (this file): data, prompt, rewards, the entropy filter, monitors;
+- ``trl.GRPOConfig``: everything about GRPO training (batch sizes, G, lr, loss, logging, checkpoints);
+- ``trl.ModelConfig``: the model and LoRA (``use_peft``, ``lora_r``...).
+
+``empo train --config recipe.yaml`` and ``accelerate launch -m empo.train --config recipe.yaml`` read the same file;
+command-line flags override it. An unknown key is an error that names it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class EmpoArguments:
+    """What EMPO adds to TRL's GRPO configuration."""
+
+    # data
+    dataset_name: str = field(default="arith", metadata={
+        "help": "'arith' (or 'arith:add1,mul1'), a local .jsonl/.json/.parquet file, or a hub dataset id."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_subset: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
+    question_field: str = field(default="problem", metadata={"help": "Column with the question."})
+    answer_field: str | None = field(default="answer", metadata={
+        "help": "Gold column: logged as majority/sample accuracy and read only by 'gold_accuracy'. None: unlabeled."})
+    id_field: str | None = field(default="id", metadata={"help": "Column with a stable id."})
+    dataset_limit: int | None = field(default=None, metadata={"help": "Use the first N questions (arith: generate N)."})
+    data_seed: int = field(default=0, metadata={"help": "Seed of the arithmetic generator."})
+    # prompt
+    prompt: str = field(default="boxed-example", metadata={
+        "help": "Prompt preset ('boxed-example', 'qwen-math') or a .yaml/.json file with system_prompt, "
+                "user_template and few_shot."})
+    # rewards and filter
+    reward_funcs: list[str] = field(default_factory=lambda: ["empo"], metadata={
+        "help": "Rewards by name: empo, majority_vote, gold_accuracy, format, random, self_certainty. Weights: "
+                "GRPOConfig.reward_weights."})
+    no_answer_reward: float = field(default=0.0, metadata={"help": "EMPO reward of a completion without a boxed answer."})
+    random_reward_seed: int = field(default=0, metadata={"help": "Seed of the 'random' control reward."})
+    entropy_filter: bool = field(default=True, metadata={
+        "help": "Train only on groups with delta_low < semantic entropy < delta_high; others leave the loss and "
+                "its normaliser."})
+    delta_low: float = field(default=0.0, metadata={"help": "Lower entropy bound in nats (exclusive)."})
+    delta_high: float | None = field(default=None, metadata={
+        "help": "Upper entropy bound in nats (exclusive); None means log(G), dropping all-different groups."})
+    # monitors
+    collapse_early_stop: bool = field(default=False, metadata={
+        "help": "Stop when the collapse monitor fires (see empo.monitors); it always logs a warning."})
+    collapse_patience: int = field(default=3, metadata={"help": "Consecutive logging steps of collapse signs to fire."})
+    # machine
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
+
+
+def check_recipe_keys(config: dict, dataclass_types) -> None:
+    """Raise one error naming every unknown recipe key (with the closest known key) before anything loads."""
+    known = {f.name for dc in dataclass_types for f in fields(dc)} | {"env"}
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, known, n=1)
+            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ValueError(f"unknown recipe key(s): {', '.join(hints)}")

