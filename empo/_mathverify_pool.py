@@ -197,7 +197,23 @@ def _load_mathverify():
     return _mv
 
 
+# Test-only fault injection (read by the worker at start-up): parsing exactly this string blocks the soft
+# timer and sleeps (like C code that cannot be interrupted), or kills the worker.  Used by the test suite to
+# exercise the caller's hard timeout and crash recovery.
+_TEST_HANG = os.environ.get("EMPO_MATH_TEST_HANG")
+_TEST_CRASH = os.environ.get("EMPO_MATH_TEST_CRASH")
+_IN_WORKER = False
+
+
 def _mv_parse(s: str):
+    if _IN_WORKER and _TEST_HANG is not None and s == _TEST_HANG:
+        import signal
+        import time
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(3600)
+    if _IN_WORKER and _TEST_CRASH is not None and s == _TEST_CRASH:
+        os._exit(3)
     return _load_mathverify()[3](s)
 
 
@@ -256,6 +272,8 @@ def worker_main(argv: list[str]) -> None:
     import signal
     from multiprocessing.connection import Connection
 
+    global _IN_WORKER
+    _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's business; it closes the pipe
     rx = Connection(int(argv[2]), writable=False)
     tx = Connection(int(argv[3]), readable=False)
@@ -373,8 +391,12 @@ class _Pool:
         with self._cond:
             self._check_fork()
             while True:
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    w = self._idle.pop()
+                    if w.alive:
+                        return w
+                    self._count -= 1
+                    w.kill()
                 if self._count < self.size():
                     self._count += 1
                     if not self._atexit:
@@ -420,8 +442,12 @@ def shutdown() -> None:
     _POOL.shutdown()
 
 
-def _drive(w: _Worker, job: _Job, soft: float) -> bool:
-    """Run ``job`` on worker ``w``, mirroring its progress; False when the worker overran or died."""
+def _drive(w: _Worker, job: _Job, soft: float) -> bool | None:
+    """Run ``job`` on worker ``w``, mirroring its progress.
+
+    True when done; False when the worker overran or died during an operation (now blamed); None when it
+    failed before any operation started.
+    """
     hard = _hard_limit(soft)
     inflight = None
     try:
@@ -449,7 +475,7 @@ def _drive(w: _Worker, job: _Job, soft: float) -> bool:
         pass
     # hard timeout or crash: blame the operation in flight so that the retry makes progress
     if inflight is None:
-        raise RuntimeError("math-verify worker failed outside any operation")
+        return None
     if inflight[0] == "p":
         job.poison.add(inflight[1])
     else:
@@ -459,9 +485,10 @@ def _drive(w: _Worker, job: _Job, soft: float) -> bool:
 
 
 def _run_remote(job: _Job, soft: float) -> None:
-    for _ in range(len(job.strings) ** 2 + 2):  # every failure blames one operation, so this terminates
+    idle_failures = 0
+    while True:  # every failure inside an operation blames that operation, so this terminates
         w = _POOL.acquire()
-        ok = False
+        ok = None
         try:
             ok = _drive(w, job, soft)
         finally:
@@ -470,6 +497,10 @@ def _run_remote(job: _Job, soft: float) -> None:
             _POOL.release(w)
         if ok:
             return
+        if ok is None:  # the worker died outside any operation (killed while idle?): retry once, then give up
+            idle_failures += 1
+            if idle_failures >= 2:
+                raise RuntimeError("math-verify worker keeps failing outside any operation")
 
 
 def _run_local(job: _Job, soft: float) -> None:

@@ -28,7 +28,7 @@ class EmpoArguments:
         "help": "Gold column: logged as majority/sample accuracy and read only by 'gold_accuracy'. None: unlabeled."})
     id_field: str | None = field(default="id", metadata={"help": "Column with a stable id."})
     dataset_limit: int | None = field(default=None, metadata={"help": "Use the first N questions (arith: generate N)."})
-    data_seed: int = field(default=0, metadata={"help": "Seed of the arithmetic generator."})
+    arith_seed: int = field(default=0, metadata={"help": "Seed of the arithmetic question generator."})
     # prompt
     prompt: str = field(default="boxed-example", metadata={
         "help": "Prompt preset ('boxed-example', 'qwen-math') or a .yaml/.json file with system_prompt, "

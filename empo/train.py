@@ -39,7 +39,10 @@ def parse_args(argv: list[str] | None = None):
         check_recipe_keys(config, types)
     except ValueError as e:
         raise SystemExit(f"empo train: {config_path}: {e}") from None
-    return TrlParser(types).parse_args_and_config(argv)
+    try:
+        return TrlParser(types).parse_args_and_config(argv)
+    except ValueError as e:  # the config dataclasses' own checks (e.g. TRL: batch not a whole number of groups)
+        raise SystemExit(f"empo train: {config_path}: {e}") from None
 
 
 def validate(empo_args, training_args) -> None:
@@ -52,12 +55,7 @@ def validate(empo_args, training_args) -> None:
     if training_args.reward_weights is not None and len(training_args.reward_weights) != len(empo_args.reward_funcs):
         raise SystemExit(f"empo train: reward_weights has {len(training_args.reward_weights)} entries for "
                          f"{len(empo_args.reward_funcs)} reward_funcs")
-    g = training_args.num_generations
-    if training_args.generation_batch_size % g:
-        raise SystemExit(f"empo train: the generation batch (per_device_train_batch_size x processes x "
-                         f"steps_per_generation = {training_args.generation_batch_size}) is not a multiple of "
-                         f"num_generations={g}")
-    if g < 2:
+    if training_args.num_generations < 2:
         raise SystemExit("empo train: num_generations must be >= 2 (EMPO compares answers within a group)")
 
 
@@ -69,7 +67,7 @@ def build_dataset(empo_args):
 
     spec = DataSpec(name=empo_args.dataset_name, split=empo_args.dataset_split, subset=empo_args.dataset_subset,
                     question_field=empo_args.question_field, answer_field=empo_args.answer_field,
-                    id_field=empo_args.id_field, limit=empo_args.dataset_limit, seed=empo_args.data_seed)
+                    id_field=empo_args.id_field, limit=empo_args.dataset_limit, seed=empo_args.arith_seed)
     prompt = get_prompt_config(empo_args.prompt)
     rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]}
             for q in load_questions(spec)]

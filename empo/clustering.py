@@ -1,0 +1,143 @@
+"""Clustering a group's answers by mathematical meaning (EMPO's semantic clusters).
+
+Rule
+----
+``cluster_answers(answers)`` returns one cluster id per answer.  Two answers share a cluster when they are
+connected by a chain of equivalences (:func:`empo.answers.is_equivalent`): the clusters are the **connected
+components (transitive closure)** of the equivalence relation over the answers that exist.  If A≈B and B≈C,
+then A, B and C share a cluster even when A≉C.
+
+Why: math-verify's relation is not transitive (``\\frac{\\sqrt{1}}{3}`` ≈ ``1/3`` and ≈ ``0.333333``, but the
+exact numeric path keeps ``1/3`` ≉ ``0.333333``).  Greedy "compare with each cluster's first member" then
+depends on the order of the answers; connected components do not, so the partition is invariant under any
+permutation of the group.  Only the numbering follows the order: ids are ``0, 1, 2, ...`` in order of first
+appearance.
+
+* ``None`` (no extracted answer), and an answer whose canonical form is empty, never joins a cluster: each is
+  its own singleton id.
+* Evaluation, cheapest first: answers with the same canonical form are joined without any comparison; numeric
+  answers are joined by exact value (relative tolerance 1e-9: values are sorted and neighbours within
+  tolerance chained), never through math-verify; then math-verify compares only *representatives* of
+  components that are still separate (per atom -- one canonical form, or one numeric value -- the
+  representative is its shortest form, ties broken alphabetically, so the choice does not depend on order),
+  skipping pairs already in one component and pairs of two numeric atoms.  All math-verify work for a group is
+  one task for the worker process (:mod:`empo._mathverify_pool`); a comparison that times out counts as "not
+  equivalent".
+* ``equivalent=`` replaces the whole relation (for tests, or another grader): identical strings are always
+  joined; every other pair of distinct strings of separate components is passed to ``equivalent(a, b)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+
+from empo._mathverify_pool import mathverify_cluster
+from empo.answers import _numeric_from_canonical, canonical_form, mathverify_form, numbers_close
+
+__all__ = ["cluster_answers", "count_missing"]
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        p = self.parent
+        while p[i] != i:
+            p[i] = p[p[i]]
+            i = p[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        ri, rj = self.find(i), self.find(j)
+        if ri != rj:
+            self.parent[max(ri, rj)] = min(ri, rj)
+
+
+def count_missing(answers: Sequence[str | None]) -> int:
+    """How many answers are missing (``None``, or empty after canonicalisation)."""
+    return sum(1 for a in answers if a is None or not canonical_form(a))
+
+
+def _number_ids(keys: list, comp_of: Callable[[object], int]) -> list[int]:
+    """Ids in order of first appearance; ``None`` keys get fresh singleton ids."""
+    ids: list[int] = []
+    seen: dict[int, int] = {}
+    nxt = 0
+    for k in keys:
+        if k is None:
+            ids.append(nxt)
+            nxt += 1
+            continue
+        c = comp_of(k)
+        if c not in seen:
+            seen[c] = nxt
+            nxt += 1
+        ids.append(seen[c])
+    return ids
+
+
+def _cluster_with(answers: Sequence[str | None], equivalent: Callable[[str, str], bool]) -> list[int]:
+    distinct: list[str] = []
+    index: dict[str, int] = {}
+    for a in answers:
+        if a is not None and a not in index:
+            index[a] = len(distinct)
+            distinct.append(a)
+    uf = _UnionFind(len(distinct))
+    for i in range(len(distinct)):
+        for j in range(i + 1, len(distinct)):
+            if uf.find(i) != uf.find(j) and equivalent(distinct[i], distinct[j]):
+                uf.union(i, j)
+    return _number_ids([None if a is None else index[a] for a in answers], uf.find)
+
+
+def cluster_answers(
+    answers: Sequence[str | None],
+    equivalent: Callable[[str, str], bool] | None = None,
+    *,
+    timeout: float | None = None,
+) -> list[int]:
+    """Cluster id per answer: connected components of answer equivalence, numbered by first appearance.
+
+    ``None`` answers are singletons.  ``equivalent`` (optional) replaces :func:`empo.answers.is_equivalent`;
+    ``timeout`` is math-verify's per-comparison timeout in seconds (default ``EMPO_MATH_TIMEOUT`` or 5).
+    """
+    answers = list(answers)
+    if equivalent is not None:
+        return _cluster_with(answers, equivalent)
+
+    # 1. canonical forms: identical forms are one atom from the start
+    canon: list[str | None] = []
+    for a in answers:
+        c = canonical_form(a) if isinstance(a, str) else ""
+        canon.append(c or None)
+    keys: list[str] = list(dict.fromkeys(c for c in canon if c is not None))
+    if not keys:
+        return _number_ids(canon, lambda k: 0)
+    key_index = {k: i for i, k in enumerate(keys)}
+    uf = _UnionFind(len(keys))
+
+    # 2. numeric values, decided exactly (never through math-verify)
+    values: list[Fraction | None] = [_numeric_from_canonical(k) for k in keys]
+    numeric_idx = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: values[i])
+    for a, b in zip(numeric_idx, numeric_idx[1:]):
+        if numbers_close(values[a], values[b]):
+            uf.union(a, b)
+
+    # 3. math-verify between representatives of the atoms (one per canonical form or numeric value)
+    atoms: dict[int, list[int]] = {}
+    for i in range(len(keys)):
+        atoms.setdefault(uf.find(i), []).append(i)
+    if len(atoms) > 1 and any(values[members[0]] is None for members in atoms.values()):
+        reps = []
+        for root, members in atoms.items():
+            rep = min((keys[m] for m in members), key=lambda k: (len(k), k))
+            reps.append((rep, root, values[members[0]] is not None))
+        reps.sort(key=lambda r: (len(r[0]), r[0]))  # evaluation order independent of the answers' order
+        labels = mathverify_cluster([mathverify_form(r[0]) for r in reps], [r[2] for r in reps], timeout=timeout)
+        for (rep, root, _), lab in zip(reps, labels):
+            uf.union(root, reps[lab][1])
+
+    return _number_ids([None if c is None else key_index[c] for c in canon], uf.find)

@@ -1,0 +1,55 @@
+"""Recipes parse into the three dataclasses; bad ones fail before any model loads, naming the problem."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from empo.train import parse_args, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*/*/*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+def test_shipped_recipes_parse_and_validate(recipe):
+    empo_args, training_args, model_args = parse_args(["--config", str(recipe)])
+    validate(empo_args, training_args)
+    assert training_args.bf16 is False and training_args.gradient_checkpointing is False  # CPU recipes
+    assert model_args.use_peft
+
+
+def test_recipes_differ_only_in_reward():
+    empo = yaml.safe_load((ROOT / "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml").read_text())
+    grpo = yaml.safe_load((ROOT / "recipes/SmolLM2-135M-Instruct/grpo/config_arith_cpu.yaml").read_text())
+    diff = {k for k in empo.keys() | grpo.keys() if empo.get(k) != grpo.get(k)}
+    assert diff == {"reward_funcs", "entropy_filter", "output_dir"}
+
+
+def write(tmp_path, **changes):
+    base = yaml.safe_load((ROOT / "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml").read_text())
+    base.update(changes)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return str(path)
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    with pytest.raises(SystemExit, match="unknown recipe key.*'lerning_rate' \\(did you mean 'learning_rate'\\?\\)"):
+        parse_args(["--config", write(tmp_path, lerning_rate=0.1)])
+
+
+def test_unknown_reward_is_named(tmp_path):
+    args = parse_args(["--config", write(tmp_path, reward_funcs=["empo", "gold"])])
+    with pytest.raises(SystemExit, match="unknown reward.*'gold'"):
+        validate(args[0], args[1])
+
+
+def test_batch_not_whole_groups(tmp_path):
+    with pytest.raises(SystemExit, match=r"r\.yaml: generation_batch_size \(12\) must be divisible by num_generations"):
+        parse_args(["--config", write(tmp_path, per_device_train_batch_size=12)])
+
+
+def test_command_line_overrides_recipe(tmp_path):
+    empo_args, training_args, _ = parse_args(["--config", write(tmp_path), "--max_steps", "3", "--delta_low", "0.2"])
+    assert training_args.max_steps == 3 and empo_args.delta_low == 0.2

@@ -1,0 +1,108 @@
+"""EmpoTrainer on a tiny random model with scripted completions: the filter, the normaliser, skipped steps."""
+
+import pytest
+import torch
+
+from empo.configs import EmpoArguments
+from empo.prompts import PRESETS, build_messages
+from empo.rewards import build_reward
+
+from scripted import SCRIPT, ScriptedTrainer, make_tiny_model
+
+G = 4
+QUESTIONS = list(SCRIPT)  # unanimous, mixed, mixed, all-different
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, default_model_path):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
+
+
+def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_device=G * 4, **overrides):
+    import datasets
+    from trl import GRPOConfig
+
+    from empo.model import load_model, load_tokenizer
+
+    empo_kw = {k: overrides.pop(k) for k in list(overrides) if k in EmpoArguments.__dataclass_fields__}
+    config = dict(output_dir=str(tmp_path / "out"), num_generations=G, per_device_train_batch_size=per_device,
+                  max_completion_length=16, max_steps=1, learning_rate=1e-2, bf16=False, gradient_checkpointing=False,
+                  use_cpu=True, report_to="none", logging_steps=1, save_strategy="no", seed=0, shuffle_dataset=False)
+    config.update(overrides)
+    golds = golds or ["0"] * len(questions)
+    ds = datasets.Dataset.from_list([{"id": str(i), "prompt": build_messages(q, PRESETS["qwen-math"]), "answer": a}
+                                     for i, (q, a) in enumerate(zip(questions, golds))])
+    return ScriptedTrainer(model=load_model(tiny), reward_funcs=[build_reward(r, G) for r in rewards],
+                           args=GRPOConfig(**config), train_dataset=ds, processing_class=load_tokenizer(tiny),
+                           empo_args=EmpoArguments(**empo_kw))
+
+
+def generation_batch(trainer, questions):
+    rows = {r["prompt"][-1]["content"]: r for r in trainer.train_dataset}
+    return [dict(rows[q]) for q in questions for _ in range(G)]
+
+
+def test_filter_removes_groups_from_loss_and_normaliser(tmp_path, tiny):
+    trainer = make_trainer(tmp_path, tiny, QUESTIONS)
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
+    per_row = out["completion_mask"].sum(dim=1)
+    kept = per_row.view(len(QUESTIONS), G).gt(0).all(dim=1).tolist()
+    dropped = per_row.view(len(QUESTIONS), G).eq(0).all(dim=1).tolist()
+    assert kept == [False, True, True, False] and dropped == [True, False, False, True]
+    assert out["num_items_in_batch"].item() == per_row.sum().item()
+    assert torch.all(out["advantages"].view(len(QUESTIONS), G)[[0, 3]] == 0)
+    assert trainer._metrics["train"]["empo/kept_fraction"][-1] == 0.5
+    assert trainer._metrics["train"]["empo/no_answer_rate"][-1] == 1 / 16
+
+    unfiltered = make_trainer(tmp_path, tiny, QUESTIONS, entropy_filter=False)
+    unfiltered.model.train()
+    full = unfiltered._generate_and_score_completions(generation_batch(unfiltered, QUESTIONS))
+    assert full["num_items_in_batch"].item() > out["num_items_in_batch"].item()
+    assert full["completion_mask"].sum(dim=1).gt(0).all()
+
+
+def test_rewards_match_script(tmp_path, tiny):
+    trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("empo", "majority_vote", "format"))
+    trainer.model.train()
+    trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
+    rewards = trainer._local_batch[2]
+    expected_empo = [1, 1, 1, 1, .5, .5, .25, 0, .5, .5, .25, .25, .25, .25, .25, .25]
+    assert rewards[:, 0].tolist() == expected_empo
+    assert rewards[:, 1].tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1]
+    assert rewards[:, 2].tolist() == [1] * 7 + [0] + [1] * 8
+
+
+def test_label_free_reward_ignores_gold_column(tmp_path, tiny):
+    right = make_trainer(tmp_path, tiny, QUESTIONS, golds=["2", "5", "8", "1"])  # "1": ties go to the first cluster
+    wrong = make_trainer(tmp_path, tiny, QUESTIONS, golds=["7", "1", "3", "0"])
+    results = []
+    for t in (right, wrong):
+        t.model.train()
+        out = t._generate_and_score_completions(generation_batch(t, QUESTIONS))
+        results.append((t._local_batch[2].clone(), out["advantages"].clone(), out["completion_mask"].clone()))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    # ...while the logged gold metrics do see the difference
+    assert right._metrics["train"]["empo/majority_accuracy"][-1] == 1.0
+    assert wrong._metrics["train"]["empo/majority_accuracy"][-1] == 0.0
+
+
+def test_all_filtered_batch_moves_no_weight(tmp_path, tiny):
+    questions = [QUESTIONS[0], QUESTIONS[3]]  # unanimous and all-different: nothing to learn from
+    trainer = make_trainer(tmp_path, tiny, questions, per_device=G * 2, max_steps=2, weight_decay=0.5)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert trainer._skipped_optimizer_steps == 2
+
+
+def test_kept_groups_do_train(tmp_path, tiny):
+    trainer = make_trainer(tmp_path, tiny, [QUESTIONS[1], QUESTIONS[2]], per_device=G * 2, max_steps=1)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    assert trainer._skipped_optimizer_steps == 0
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    rows = [l for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and '"kept": true' in rows[0]
