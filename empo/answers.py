@@ -19,7 +19,8 @@ Equivalence (:func:`is_equivalent`), decided in three stages
 1. **Canonical form** (:func:`canonical_form`): a normalised string.  Two answers with the same canonical
    form are equivalent, without sympy or math-verify.  The normalisation:
 
-   * drops whitespace (except where it separates a command from a following letter, ``\\pi r``), ``$`` math
+   * drops whitespace (except where it separates a command from a following letter, ``\\pi r``, or two
+     digits, ``2 3/4``), ``$`` math
      delimiters, ``\\(...\\)``/``\\[...\\]`` around the whole answer, ``\\left``/``\\right``/``\\big...``, the
      spacing commands ``\\! \\, \\; \\: \\quad \\qquad ~``, ``\\displaystyle``, a trailing full stop, a
      leading ``+`` before a digit, a whole-answer ``\\boxed{...}`` wrapper;
@@ -37,7 +38,7 @@ Equivalence (:func:`is_equivalent`), decided in three stages
      (``1,000``, ``10,\\!080``, ``1{,}000``), so tuples and lists such as ``(1,2)`` or ``1,234, 5`` survive;
      any comma that is left is written ``", "``;
    * reduces ``\\text{(A)}``, ``\\textbf{(A)}``, ``(A)``, ``\\text{A}`` (a multiple-choice letter A-E) to
-     ``A``; other whole-answer ``\\text``/``\\textbf``/``\\mathrm``/``\\mbox`` wrappers become ``\\text{...}``.
+     ``A``; other whole-answer ``\\text``/``\\textbf``/``\\mbox``-style wrappers become ``\\text{...}``.
 
    An answer whose canonical form is empty (``\\boxed{\\,}``) is treated like a missing answer: it is
    equivalent to nothing.
@@ -47,7 +48,10 @@ Equivalence (:func:`is_equivalent`), decided in three stages
    ``10^{-3}``) become an exact :class:`fractions.Fraction`.  Two numeric answers are equivalent **iff** their
    values agree within a relative tolerance of ``1e-9``; math-verify is never asked.  So ``\\frac12``,
    ``0.5`` and ``1/2`` agree, while ``1/3`` and ``0.333333`` do not (math-verify's 6-digit float rounding
-   would call them equal; the fast path is deliberately stricter).
+   would call them equal; the fast path is deliberately stricter).  When *both* are written exactly
+   (integers, or fractions of integers) only exact equality counts: ``11111111100`` and ``11111111101`` are
+   different answers even though they agree to 1e-9; the tolerance is for decimals and scientific notation
+   (``1.07e16`` and ``10700000000000001`` agree).
 
 3. **math-verify** for everything else (a numeric answer against a non-numeric one, or two non-numeric
    ones): both canonical forms are parsed with ``math_verify.parse("\\boxed{<form>}")`` and compared with
@@ -82,6 +86,7 @@ __all__ = [
     "extract_answer",
     "extract_last_number",
     "is_equivalent",
+    "is_exact_numeral",
     "numbers_close",
     "numeric_value",
 ]
@@ -207,7 +212,7 @@ _PERCENT_RE = re.compile(r"\\?%")
 _ARG_CMD_RE = re.compile(r"\\(frac|sqrt)(?![A-Za-z])")
 _CMD_TOKEN_RE = re.compile(r"\\(?:[A-Za-z]+|.)")
 
-_TEXT_CMDS = r"text|textrm|textbf|textit|textsf|texttt|textnormal|mbox|mathrm|mathbf|mathit|mathsf|operatorname"
+_TEXT_CMDS = r"text|textrm|textbf|textit|textsf|texttt|textnormal|mbox"
 _WHOLE_TEXT_RE = re.compile(r"^\\(?:" + _TEXT_CMDS + r")\s*\{")
 _CHOICE_RE = re.compile(r"^\(?\s*([A-E])\s*\)?$")
 # trailing \text{unit} (optionally squared): prefix must end in something that can carry a unit
@@ -231,6 +236,7 @@ _LHS_RE = re.compile(
 _RELATION_RE = re.compile(r"=|<|>|\\(?:le|ge|leq|geq|neq|ne|lt|gt|approx|equiv|sim|leqslant|geqslant)(?![A-Za-z])")
 _THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _KEEP_SPACE_RE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])")
+_DIGIT_SPACE_RE = re.compile(r"(?<=\d)\s+(?=\d)")
 _WS_RE = re.compile(r"\s+")
 
 
@@ -246,6 +252,24 @@ def _unwrap_whole(s: str, head_re: re.Pattern) -> str | None:
     return s[open_idx + 1 : close]
 
 
+def _brace_table(s: str) -> dict[int, int]:
+    """Index of the matching ``}`` for every ``{`` that has one (``\\x`` pairs skipped), in one pass."""
+    table: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            table[stack.pop()] = i
+        i += 1
+    return table
+
+
 def _brace_args(s: str) -> str:
     """``\\frac12`` -> ``\\frac{1}{2}``, ``\\sqrt3`` -> ``\\sqrt{3}``, ``\\frac{1}2`` -> ``\\frac{1}{2}`` (iterative)."""
     if "\\frac" not in s and "\\sqrt" not in s:
@@ -253,6 +277,7 @@ def _brace_args(s: str) -> str:
     out: list[str] = []
     pending: dict[int, int] = {}  # index just after a closed argument group -> arguments still to brace
     i, n = 0, len(s)
+    closing = _brace_table(s)
 
     def take_args(i: int, k: int) -> int:
         """Brace up to ``k`` arguments starting at ``i``; returns the index where scanning resumes."""
@@ -263,7 +288,7 @@ def _brace_args(s: str) -> str:
                 return i
             c = s[i]
             if c == "{":
-                close = _match_group(s, i)
+                close = closing.get(i, -1)
                 if close < 0:
                     return i
                 if k > 1:
@@ -273,6 +298,8 @@ def _brace_args(s: str) -> str:
                 return i
             if c == "\\":
                 m = _CMD_TOKEN_RE.match(s, i)
+                if m is None:  # a lone backslash at the end
+                    return i
                 tok = m.group(0)
             else:
                 tok = c
@@ -393,6 +420,7 @@ def _canonical(a: str, units: bool) -> str:
     if _THOUSANDS_RE.match(s):
         s = s.replace(",", "")
     s = _KEEP_SPACE_RE.sub("\\1\x00", s)
+    s = _DIGIT_SPACE_RE.sub("\x00", s)  # "2 3/4" must not become "23/4"
     s = _WS_RE.sub("", s).replace("\x00", " ")
     s = s.replace(",", ", ")
     if s.endswith(".") and not s.endswith(".."):
@@ -476,10 +504,24 @@ def numeric_value(a: str) -> Fraction | None:
     return _numeric_from_canonical(canonical_form(a))
 
 
-def numbers_close(x: Fraction, y: Fraction) -> bool:
-    """The numeric fast path's equality: equal within relative tolerance :data:`REL_TOL`."""
+_EXACT_RE = re.compile(r"^[+-]?\d+$|^[+-]?\d+/[+-]?\d+$|^[+-]?\\frac\{[+-]?\d+\}\{[+-]?\d+\}$")
+
+
+def is_exact_numeral(canonical: str) -> bool:
+    """Whether a canonical numeric form is written exactly (an integer or a fraction of integers)."""
+    return bool(_EXACT_RE.match(canonical))
+
+
+def numbers_close(x: Fraction, y: Fraction, exact: bool = False) -> bool:
+    """The numeric fast path's equality: equal within relative tolerance :data:`REL_TOL`.
+
+    With ``exact=True`` (both answers written as integers or fractions of integers) only equality counts, so
+    ``11111111100`` and ``11111111101`` stay apart.
+    """
     if x == y:
         return True
+    if exact:
+        return False
     return abs(x - y) <= REL_TOL * max(abs(x), abs(y))
 
 
@@ -511,6 +553,6 @@ def is_equivalent(a: str | None, b: str | None, *, timeout: float | None = None)
         return True
     va, vb = _numeric_from_canonical(ca), _numeric_from_canonical(cb)
     if va is not None and vb is not None:
-        return numbers_close(va, vb)
+        return numbers_close(va, vb, exact=is_exact_numeral(ca) and is_exact_numeral(cb))
     x, y = sorted((mathverify_form(ca), mathverify_form(cb)))
     return mathverify_equivalent(x, y, timeout=timeout)

@@ -16,8 +16,9 @@ appearance.
 * ``None`` (no extracted answer), and an answer whose canonical form is empty, never joins a cluster: each is
   its own singleton id.
 * Evaluation, cheapest first: answers with the same canonical form are joined without any comparison; numeric
-  answers are joined by exact value (relative tolerance 1e-9: values are sorted and neighbours within
-  tolerance chained), never through math-verify; then math-verify compares only *representatives* of
+  answers are joined by value, never through math-verify (equal values; and values within relative tolerance
+  1e-9 of a value written as a decimal or in scientific notation -- integers and fractions written exactly
+  only join equal values); then math-verify compares only *representatives* of
   components that are still separate (per atom -- one canonical form, or one numeric value -- the
   representative is its shortest form, ties broken alphabetically, so the choice does not depend on order),
   skipping pairs already in one component and pairs of two numeric atoms.  All math-verify work for a group is
@@ -33,7 +34,7 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 from empo._mathverify_pool import mathverify_cluster
-from empo.answers import _numeric_from_canonical, canonical_form, mathverify_form, numbers_close
+from empo.answers import _numeric_from_canonical, canonical_form, is_exact_numeral, mathverify_form, numbers_close
 
 __all__ = ["cluster_answers", "count_missing"]
 
@@ -121,10 +122,24 @@ def cluster_answers(
 
     # 2. numeric values, decided exactly (never through math-verify)
     values: list[Fraction | None] = [_numeric_from_canonical(k) for k in keys]
-    numeric_idx = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: values[i])
-    for a, b in zip(numeric_idx, numeric_idx[1:]):
-        if numbers_close(values[a], values[b]):
-            uf.union(a, b)
+    by_value: dict[Fraction, list[int]] = {}
+    for i, v in enumerate(values):
+        if v is not None:
+            by_value.setdefault(v, []).append(i)
+    for members in by_value.values():  # equal values
+        for m in members[1:]:
+            uf.union(members[0], m)
+    if len(by_value) > 1:  # distinct values within tolerance, when one of them is written inexactly
+        distinct = sorted(by_value)
+        inexact = [not all(is_exact_numeral(keys[m]) for m in by_value[v]) for v in distinct]
+        for a, v in enumerate(distinct):
+            if not inexact[a]:
+                continue
+            for step in (-1, 1):
+                b = a + step
+                while 0 <= b < len(distinct) and numbers_close(v, distinct[b]):
+                    uf.union(by_value[v][0], by_value[distinct[b]][0])
+                    b += step
 
     # 3. math-verify between representatives of the atoms (one per canonical form or numeric value)
     atoms: dict[int, list[int]] = {}

@@ -140,6 +140,10 @@ def test_canonical_form_keeps_structure():
     assert canonical_form("x=1, y=2") == "x=1, y=2"
     assert canonical_form("f(x)=2x") == "f(x)=2x"
     assert canonical_form(r"2 \pi") != canonical_form("2")  # \pi is not a unit
+    assert canonical_form("2 3/4") == "2 3/4"  # digits separated by a space are not glued together
+    assert numeric_value("2 3/4") is None
+    assert canonical_form(r"\mathbf{v}") == r"\mathbf{v}"
+    assert canonical_form(r"\text{ no  solution }") == r"\text{no solution}"
 
 
 @pytest.mark.parametrize(
@@ -192,6 +196,8 @@ EQUIVALENT = [
     (r"\{1,2\}", r"\{2,1\}"),  # sets
     ("(1,2)", r"\left(1, 2\right)"),
     ("033", "33"),
+    ("1.07e16", "10700000000000001"),  # a decimal/scientific side: relative tolerance 1e-9
+    ("0.3333333333333", "1/3"),
     ("x^2-1", "(x-1)(x+1)"),
     (r"\sqrt{8}", r"2\sqrt{2}"),
     ("2", r"\sqrt{4}"),  # numeric vs non-numeric goes to math-verify
@@ -204,6 +210,8 @@ NOT_EQUIVALENT = [
     ("2", "3"),
     (r"10\%", "0.1"),  # percent is stripped, so 10% is 10
     ("1/3", "0.333333"),  # numeric fast path: relative tolerance 1e-9
+    ("11111111100", "11111111101"),  # both written exactly: only equality counts
+    (r"\frac{1}{3}", r"\frac{1000000001}{3000000000}"),
     (r"\frac{\sqrt{3}}{2}", r"\sqrt{3}"),
     ("(1,2)", "(2,1)"),
     ("x+1", "x-1"),

@@ -1,0 +1,277 @@
+"""Benchmark EMPO's answer clustering against naive greedy pairwise math-verify.
+
+Builds ``--groups`` groups of ``--group-size`` realistic answers from the benchmark gold answers (seeded): each
+group takes one gold answer and fills its slots with the gold itself, equivalent rewrites (``\\frac{a}{b}`` /
+``a/b`` / decimals for numbers, ``\\dfrac``, spaces, ``x = `` prefixes, ``\\text{ units}``, ``\\left( \\right)``)
+and wrong variants (other golds, off-by-one numbers, a changed digit, an open/closed bracket swap), plus the odd
+missing answer.  Then it measures answers per second for
+
+(a) ``empo.clustering.cluster_answers`` (canonical forms, exact numbers, one math-verify task per group in a
+    worker process), and
+(b) the naive greedy approach: each answer is compared with every existing cluster's first member through
+    ``math_verify.verify(math_verify.parse(rep), math_verify.parse(answer))`` -- no caching, main thread,
+    math-verify's default timeouts.  Answers are wrapped as ``\\boxed{...}`` for ``parse``, as in a completion.
+
+and reports how often the two partitions disagree (they may: e.g. the naive approach reads ``10\\%`` as 0.1
+and compares ``1/3`` with ``0.333333`` at 6 digits, and greedy clustering depends on the order of answers).
+
+    python scripts/bench_clustering.py                 # 512 groups x 16
+    python scripts/bench_clustering.py --groups 32     # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from empo.answers import canonical_form, numeric_value  # noqa: E402
+from empo.clustering import cluster_answers  # noqa: E402
+
+BENCHMARKS = ["math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gsm8k"]
+UNITS = ["cm", "meters", "dollars", "units", "degrees"]
+
+
+def load_golds(data_dir: Path) -> list[str]:
+    golds = []
+    for name in BENCHMARKS:
+        path = data_dir / "benchmarks" / f"{name}.jsonl"
+        if not path.exists():
+            continue
+        with path.open() as f:
+            golds += [json.loads(line)["answer"].strip() for line in f if line.strip()]
+    if not golds:
+        sys.exit(f"no benchmark files under {data_dir / 'benchmarks'}")
+    return [g for g in golds if g]
+
+
+def _fmt_decimal(v: Fraction) -> str | None:
+    """Exact decimal string of v if it terminates within 12 places."""
+    q = v.denominator
+    for p in (2, 5):
+        while q % p == 0:
+            q //= p
+    if q != 1:
+        return None
+    for places in range(0, 13):
+        scaled = v * 10**places
+        if scaled.denominator == 1:
+            n = abs(scaled.numerator)
+            s = str(n).rjust(places + 1, "0")
+            out = s if places == 0 else s[:-places] + "." + s[-places:]
+            return ("-" if v < 0 else "") + out
+    return None
+
+
+def numeric_rewrites(g: str, v: Fraction) -> list[str]:
+    out = [g, f" {g} ", f"x = {g}", f"{g}\\text{{ {random.choice(UNITS)}}}", f"{g} {random.choice(UNITS)}"]
+    if v.denominator == 1:
+        n = v.numerator
+        out += [str(n), f"{n}.0", f"\\frac{{{2 * n}}}{{2}}", f"{2 * n}/2", f"\\dfrac{{{3 * n}}}{{3}}"]
+        if abs(n) >= 1000:
+            out.append(f"{n:,}")
+    else:
+        p, q = v.numerator, v.denominator
+        out += [f"\\frac{{{p}}}{{{q}}}", f"\\dfrac{{{p}}}{{{q}}}", f"{p}/{q}", f"\\frac{{{2 * p}}}{{{2 * q}}}"]
+        d = _fmt_decimal(v)
+        if d is not None:
+            out += [d, d + "0"]
+        if p < 0:
+            out.append(f"-\\frac{{{-p}}}{{{q}}}")
+    if "e" in g and "\\" not in g:  # Minerva's 4.4e7
+        m, _, e = g.partition("e")
+        out += [f"{m}\\times10^{{{int(e)}}}", f"{m} \\cdot 10^{{{int(e)}}}", f"{m} \\times 10^{{{int(e)}}}"]
+    return out
+
+
+def symbolic_rewrites(g: str) -> list[str]:
+    out = [g, f" {g} "]
+    if "\\frac" in g:
+        out.append(g.replace("\\frac", "\\dfrac"))
+    if "," in g:
+        out.append(g.replace(",", ", ").replace(",  ", ", "))
+    if "=" not in g:
+        out.append(f"x = {g}")
+    if g.startswith("(") and g.endswith(")") and g.count("(") == 1:
+        out.append("\\left(" + g[1:-1] + "\\right)")
+    if "+" in g:
+        out.append(g.replace("+", " + "))
+    if "\\sqrt{" in g:
+        import re
+
+        out.append(re.sub(r"\\sqrt\{(\w)\}", r"\\sqrt\1", g))
+    return out
+
+
+def wrong_variants(g: str, v: Fraction | None, golds: list[str], rng: random.Random) -> list[str]:
+    out = []
+    if v is not None:
+        if v.denominator == 1:
+            out += [str(v.numerator + 1), str(v.numerator - 1), str(2 * v.numerator)]
+        else:
+            out += [f"\\frac{{{v.numerator + 1}}}{{{v.denominator}}}", str(float(v) + 1)[:8]]
+    else:
+        digits = [i for i, c in enumerate(g) if c.isdigit()]
+        if digits:
+            i = rng.choice(digits)
+            out.append(g[:i] + str((int(g[i]) + 1) % 10) + g[i + 1 :])
+        if g.startswith("(") and g.endswith(")"):
+            out.append("[" + g[1:-1] + "]")
+        if "+" in g:
+            out.append(g.replace("+", "-", 1))
+    out += rng.sample(golds, 3)
+    return [w for w in out if w.strip() and canonical_form(w) != canonical_form(g)]
+
+
+def build_groups(golds: list[str], n_groups: int, size: int, seed: int) -> list[list[str | None]]:
+    rng = random.Random(seed)
+    random.seed(seed)  # the unit choice in numeric_rewrites
+    groups = []
+    for _ in range(n_groups):
+        g = rng.choice(golds)
+        v = numeric_value(g)
+        right = numeric_rewrites(g, v) if v is not None else symbolic_rewrites(g)
+        wrong_pool = wrong_variants(g, v, golds, rng)
+        wrong = rng.sample(wrong_pool, k=min(len(wrong_pool), rng.randint(1, 4)))
+        n_right = rng.randint(max(1, size // 5), size)
+        n_missing = rng.choice([0, 0, 0, 1, 2])
+        slots: list[str | None] = []
+        for k in range(size):
+            if k < n_right:
+                slots.append(g if rng.random() < 0.4 else rng.choice(right))
+            elif k < size - n_missing or not wrong:
+                slots.append(rng.choice(wrong) if wrong else g)
+            else:
+                slots.append(None)
+        rng.shuffle(slots)
+        groups.append(slots)
+    return groups
+
+
+def naive_cluster(answers: list[str | None], parse, verify) -> list[int]:
+    reps: list[str] = []
+    ids: list[int] = []
+    next_id = 0
+    rep_ids: list[int] = []
+    for a in answers:
+        if a is None:
+            ids.append(next_id)
+            next_id += 1
+            continue
+        for rep, rid in zip(reps, rep_ids):
+            if verify(parse("\\boxed{" + rep + "}"), parse("\\boxed{" + a + "}")):
+                ids.append(rid)
+                break
+        else:
+            reps.append(a)
+            rep_ids.append(next_id)
+            ids.append(next_id)
+            next_id += 1
+    return ids
+
+
+def partition(ids: list[int]) -> set[frozenset[int]]:
+    groups: dict[int, set[int]] = {}
+    for i, c in enumerate(ids):
+        groups.setdefault(c, set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--groups", type=int, default=512)
+    ap.add_argument("--group-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--naive-groups", type=int, default=None, help="run the naive baseline on the first N groups only")
+    ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--examples", type=int, default=3, help="disagreements to print")
+    ap.add_argument("--threads", type=int, default=1, help="also time N threads with N math-verify workers")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+
+    golds = load_golds(args.data_dir)
+    groups = build_groups(golds, args.groups, args.group_size, args.seed)
+    n_answers = sum(len(g) for g in groups)
+    print(f"{len(groups)} groups x {args.group_size} answers from {len(golds)} gold answers (seed {args.seed})")
+
+    t = time.perf_counter()
+    cluster_answers([r"\sqrt{2}", r"\frac{2}{\sqrt{2}}"])  # start the worker: not part of the measurement
+    startup = time.perf_counter() - t
+    t = time.perf_counter()
+    ours = [cluster_answers(g) for g in groups]
+    t_ours = time.perf_counter() - t
+    t = time.perf_counter()
+    ours_again = [cluster_answers(g) for g in groups]
+    t_ours_warm = time.perf_counter() - t
+    assert ours_again == ours
+
+    rows = [
+        ("empo cluster_answers (cold caches)", len(groups), n_answers, t_ours),
+        ("empo cluster_answers (warm caches)", len(groups), n_answers, t_ours_warm),
+    ]
+    if args.threads > 1:
+        # several groups at once from a thread pool, one worker process per thread (fresh workers and caches)
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        from empo import _mathverify_pool as mvpool
+
+        mvpool.shutdown()
+        mvpool._pair_cache.clear()
+        mvpool._poisoned.clear()
+        os.environ["EMPO_MATH_WORKERS"] = str(args.threads)
+        with ThreadPoolExecutor(args.threads) as ex:
+            list(ex.map(lambda _: cluster_answers([r"\sqrt{2}", r"\frac{2}{\sqrt{2}}"]), range(args.threads)))
+            mvpool._pair_cache.clear()
+            t = time.perf_counter()
+            par = list(ex.map(cluster_answers, groups))
+            t_par = time.perf_counter() - t
+        assert par == ours
+        rows.append((f"empo, {args.threads} threads x {args.threads} workers", len(groups), n_answers, t_par))
+    naive = None
+    if not args.skip_naive:
+        import math_verify
+
+        k = min(args.naive_groups or len(groups), len(groups))
+        # the same warm-up the worker does at start-up: pay math-verify's first-use costs before timing
+        from empo._mathverify_pool import _WARM_UP
+
+        naive_cluster(list(_WARM_UP), math_verify.parse, math_verify.verify)
+        t = time.perf_counter()
+        naive = [naive_cluster(g, math_verify.parse, math_verify.verify) for g in groups[:k]]
+        t_naive = time.perf_counter() - t
+        rows.append(("naive greedy parse+verify", k, sum(len(g) for g in groups[:k]), t_naive))
+
+    print(f"(worker start-up, excluded: {startup:.2f}s)")
+    print()
+    print(f"{'method':38} {'groups':>7} {'answers':>8} {'seconds':>9} {'answers/s':>11} {'speed-up':>9}")
+    base = rows[-1][2] / rows[-1][3] if naive is not None else None
+    for name, g, n, s in rows:
+        rate = n / s if s > 0 else float("inf")
+        sp = f"{rate / base:8.1f}x" if base else ""
+        print(f"{name:38} {g:7d} {n:8d} {s:9.2f} {rate:11.1f} {sp:>9}")
+
+    if naive is not None:
+        bad = [i for i, ids in enumerate(naive) if partition(ids) != partition(ours[i])]
+        print()
+        print(f"partitions disagree on {len(bad)} of {len(naive)} groups")
+        for i in bad[: args.examples]:
+            print(f"  group {i}:")
+            print(f"    answers: {groups[i]}")
+            print(f"    empo:    {ours[i]}")
+            print(f"    naive:   {naive[i]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
