@@ -191,16 +191,19 @@ def _load_mathverify():
         # we disable math-verify's own signal timeouts and supply ours; silence its one-time warning
         math_verify.parser.TIMEOUT_WARNING_SHOWN = True
         math_verify.grader.TIMEOUT_WARNING_SHOWN = True
-        logging.getLogger("math_verify").setLevel(logging.ERROR)
-        logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
-
         if _IN_WORKER:
+            logging.getLogger("math_verify").setLevel(logging.ERROR)
+            logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
             _install_probe(math_verify.grader)
             _install_two_stage_parsing()
 
+        latex_only = [math_verify.LatexExtractionConfig()]
+
         @lru_cache(maxsize=_PARSE_CACHE_SIZE)
         def cached_parse(s: str):
-            return math_verify.parse("\\boxed{" + s + "}", parsing_timeout=None)
+            # LaTeX extraction only: the default plain-expression fallback pulls a stray number out of text it
+            # cannot parse ("t(0, 4]" -> 4), which would make such answers equal to that number.
+            return math_verify.parse("\\boxed{" + s + "}", extraction_config=latex_only, parsing_timeout=None)
 
         _mv = (math_verify.parse, math_verify.verify, TimeoutException, cached_parse)
     return _mv

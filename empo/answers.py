@@ -54,7 +54,8 @@ Equivalence (:func:`is_equivalent`), decided in three stages
    (``1.07e16`` and ``10700000000000001`` agree).
 
 3. **math-verify** for everything else (a numeric answer against a non-numeric one, or two non-numeric
-   ones): both canonical forms are parsed with ``math_verify.parse("\\boxed{<form>}")`` and compared with
+   ones): both canonical forms are parsed with ``math_verify.parse("\\boxed{<form>}")`` (LaTeX extraction
+   only, so unparsable text is never read as the stray number inside it) and compared with
    ``math_verify.verify`` **in both directions**; the answers are equivalent only if both directions agree.
    math-verify's ``verify(gold, pred)`` is asymmetric (``2x+z=1`` vs ``1``, ``1<x<2`` vs ``(1,2)``); requiring
    both makes the relation symmetric and errs on the side of "different".  This covers LaTeX expressions

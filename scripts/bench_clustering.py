@@ -186,16 +186,32 @@ def partition(ids: list[int]) -> set[frozenset[int]]:
     return {frozenset(g) for g in groups.values()}
 
 
+def _fresh_empo_state() -> float:
+    """Close the math-verify worker, clear every cache, start a new worker; returns the start-up seconds."""
+    from empo import _mathverify_pool as mvpool
+    from empo import answers as answers_mod
+
+    mvpool.shutdown()
+    mvpool._pair_cache.clear()
+    mvpool._poisoned.clear()
+    answers_mod.canonical_form.cache_clear()
+    answers_mod._numeric_from_canonical.cache_clear()
+    t = time.perf_counter()
+    cluster_answers([r"\sqrt{2}", r"\frac{2}{\sqrt{2}}"])  # starts (and warms up) the worker
+    return time.perf_counter() - t
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--groups", type=int, default=512)
     ap.add_argument("--group-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warmup-groups", type=int, default=128,
+                    help="steady-state rows: first process this many groups of another seed (0: skip those rows)")
     ap.add_argument("--naive-groups", type=int, default=None, help="run the naive baseline on the first N groups only")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--examples", type=int, default=3, help="disagreements to print")
-    ap.add_argument("--threads", type=int, default=1, help="also time N threads with N math-verify workers")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
@@ -203,63 +219,61 @@ def main(argv: list[str] | None = None) -> int:
     groups = build_groups(golds, args.groups, args.group_size, args.seed)
     n_answers = sum(len(g) for g in groups)
     print(f"{len(groups)} groups x {args.group_size} answers from {len(golds)} gold answers (seed {args.seed})")
+    rows: list[tuple[str, int, int, float, str]] = []  # name, groups, answers, seconds, baseline key
 
-    t = time.perf_counter()
-    cluster_answers([r"\sqrt{2}", r"\frac{2}{\sqrt{2}}"])  # start the worker: not part of the measurement
-    startup = time.perf_counter() - t
+    # empo, cold: a fresh worker (start-up excluded) and empty caches
+    startup = _fresh_empo_state()
     t = time.perf_counter()
     ours = [cluster_answers(g) for g in groups]
-    t_ours = time.perf_counter() - t
+    rows.append(("empo cluster_answers, cold", len(groups), n_answers, time.perf_counter() - t, "cold"))
+    # empo, same groups again: every cache hot
     t = time.perf_counter()
-    ours_again = [cluster_answers(g) for g in groups]
-    t_ours_warm = time.perf_counter() - t
-    assert ours_again == ours
+    again = [cluster_answers(g) for g in groups]
+    rows.append(("empo cluster_answers, repeat (caches hot)", len(groups), n_answers, time.perf_counter() - t, "steady"))
+    assert again == ours
+    # empo, steady state: fresh worker and caches, then warm-up groups of another seed, then the groups
+    if args.warmup_groups > 0:
+        warm = build_groups(golds, args.warmup_groups, args.group_size, args.seed + 1000)
+        _fresh_empo_state()
+        for g in warm:
+            cluster_answers(g)
+        t = time.perf_counter()
+        steady = [cluster_answers(g) for g in groups]
+        rows.insert(1, ("empo cluster_answers, steady state", len(groups), n_answers, time.perf_counter() - t, "steady"))
+        assert steady == ours
 
-    rows = [
-        ("empo cluster_answers (cold caches)", len(groups), n_answers, t_ours),
-        ("empo cluster_answers (warm caches)", len(groups), n_answers, t_ours_warm),
-    ]
-    if args.threads > 1:
-        # several groups at once from a thread pool, one worker process per thread (fresh workers and caches)
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-
-        from empo import _mathverify_pool as mvpool
-
-        mvpool.shutdown()
-        mvpool._pair_cache.clear()
-        mvpool._poisoned.clear()
-        os.environ["EMPO_MATH_WORKERS"] = str(args.threads)
-        with ThreadPoolExecutor(args.threads) as ex:
-            list(ex.map(lambda _: cluster_answers([r"\sqrt{2}", r"\frac{2}{\sqrt{2}}"]), range(args.threads)))
-            mvpool._pair_cache.clear()
-            t = time.perf_counter()
-            par = list(ex.map(cluster_answers, groups))
-            t_par = time.perf_counter() - t
-        assert par == ours
-        rows.append((f"empo, {args.threads} threads x {args.threads} workers", len(groups), n_answers, t_par))
     naive = None
     if not args.skip_naive:
         import math_verify
 
-        k = min(args.naive_groups or len(groups), len(groups))
-        # the same warm-up the worker does at start-up: pay math-verify's first-use costs before timing
         from empo._mathverify_pool import _WARM_UP
 
+        k = min(args.naive_groups or len(groups), len(groups))
+        n_k = sum(len(g) for g in groups[:k])
+        # the same start-up warm-up the worker does, then the first (cold) pass in this process
         naive_cluster(list(_WARM_UP), math_verify.parse, math_verify.verify)
         t = time.perf_counter()
         naive = [naive_cluster(g, math_verify.parse, math_verify.verify) for g in groups[:k]]
-        t_naive = time.perf_counter() - t
-        rows.append(("naive greedy parse+verify", k, sum(len(g) for g in groups[:k]), t_naive))
+        rows.append(("naive greedy parse+verify, cold", k, n_k, time.perf_counter() - t, "base-cold"))
+        if args.warmup_groups > 0:
+            for g in warm:
+                naive_cluster(g, math_verify.parse, math_verify.verify)
+            t = time.perf_counter()
+            naive_again = [naive_cluster(g, math_verify.parse, math_verify.verify) for g in groups[:k]]
+            rows.append(("naive greedy parse+verify, steady state", k, n_k, time.perf_counter() - t, "base-steady"))
+            assert naive_again == naive
 
     print(f"(worker start-up, excluded: {startup:.2f}s)")
     print()
-    print(f"{'method':38} {'groups':>7} {'answers':>8} {'seconds':>9} {'answers/s':>11} {'speed-up':>9}")
-    base = rows[-1][2] / rows[-1][3] if naive is not None else None
-    for name, g, n, s in rows:
-        rate = n / s if s > 0 else float("inf")
-        sp = f"{rate / base:8.1f}x" if base else ""
-        print(f"{name:38} {g:7d} {n:8d} {s:9.2f} {rate:11.1f} {sp:>9}")
+    rates = {key: n / sec for _, _, n, sec, key in rows if key.startswith("base")}
+    print(f"{'method':42} {'groups':>7} {'answers':>8} {'seconds':>9} {'answers/s':>11} {'speed-up':>9}")
+    for name, g, n, sec, key in rows:
+        rate = n / sec if sec > 0 else float("inf")
+        base = rates.get("base-" + key) or rates.get("base-cold")
+        sp = f"{rate / base:8.1f}x" if base and not key.startswith("base") else ""
+        print(f"{name:42} {g:7d} {n:8d} {sec:9.2f} {rate:11.1f} {sp:>9}")
+    if rates:
+        print("(speed-up: cold vs naive cold; steady state and repeat vs naive steady state)")
 
     if naive is not None:
         bad = [i for i, ids in enumerate(naive) if partition(ids) != partition(ours[i])]
