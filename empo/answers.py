@@ -19,11 +19,10 @@ Equivalence (:func:`is_equivalent`), decided in three stages
 1. **Canonical form** (:func:`canonical_form`): a normalised string.  Two answers with the same canonical
    form are equivalent, without sympy or math-verify.  The normalisation:
 
-   * drops whitespace (except where it separates a command from a following letter, ``\\pi r``, or two
-     digits, ``2 3/4``), ``$`` math
-     delimiters, ``\\(...\\)``/``\\[...\\]`` around the whole answer, ``\\left``/``\\right``/``\\big...``, the
-     spacing commands ``\\! \\, \\; \\: \\quad \\qquad ~``, ``\\displaystyle``, a trailing full stop, a
-     leading ``+`` before a digit, a whole-answer ``\\boxed{...}`` wrapper;
+   * drops whitespace (except between a command and a following letter, ``\\pi r``, and between two digits,
+     ``2 3/4``), ``$`` math delimiters, ``\\(...\\)``/``\\[...\\]`` around the whole answer,
+     ``\\left``/``\\right``/``\\big...``, the spacing commands ``\\! \\, \\; \\: \\quad \\qquad ~``,
+     ``\\displaystyle``, a trailing full stop, a leading ``+`` before a digit, a whole-answer ``\\boxed{...}``;
    * rewrites ``\\dfrac``/``\\tfrac``/``\\cfrac`` to ``\\frac``, and braces one-token arguments:
      ``\\frac12`` -> ``\\frac{1}{2}``, ``\\sqrt3`` -> ``\\sqrt{3}``; a few unicode symbols (``−×·π∞°``);
    * drops degree marks (``^\\circ``, ``^{\\circ}``, ``°``) -- ``30^\\circ`` is ``30``;
@@ -41,7 +40,7 @@ Equivalence (:func:`is_equivalent`), decided in three stages
      ``A``; other whole-answer ``\\text``/``\\textbf``/``\\mbox``-style wrappers become ``\\text{...}``.
 
    An answer whose canonical form is empty (``\\boxed{\\,}``) is treated like a missing answer: it is
-   equivalent to nothing.
+   equivalent to nothing.  The later stages see canonical forms only (so ``10\\%`` is ``10`` everywhere).
 
 2. **Numeric fast path** (:func:`numeric_value`): integers, decimals (``033``, ``.5``), ``a/b``,
    ``\\frac{a}{b}``, signs, and scientific notation (``4.4\\times10^{7}``, ``4.4\\cdot10^7``, ``4.4e7``,
@@ -65,8 +64,9 @@ Equivalence (:func:`is_equivalent`), decided in three stages
    math-verify runs in a separate worker process (see :mod:`empo._mathverify_pool`) with a soft timeout inside
    the worker and a hard wall-clock timeout in the caller, so it works from any thread (TRL reward functions,
    thread pools) and one pathological answer cannot stall a batch.  **A comparison that times out counts as
-   "not equivalent".**  The timeout is ``DEFAULT_TIMEOUT`` seconds per comparison (5 s; environment variable
-   ``EMPO_MATH_TIMEOUT``), or the ``timeout`` argument.
+   "not equivalent"**, and an answer that times out against two different partners is compared with nothing
+   more (see the worker module).  The timeout is ``DEFAULT_TIMEOUT`` seconds per comparison (5 s;
+   environment variable ``EMPO_MATH_TIMEOUT``), or the ``timeout`` argument.
 
 Model output is never passed to Python ``eval``/``exec`` or to ``sympy.sympify``/``parse_expr`` in this
 process; only math-verify (inside the worker, under timeouts) turns strings into sympy objects.
