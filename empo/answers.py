@@ -10,7 +10,8 @@ Extraction (:func:`extract_answer`)
   matching (nested groups such as ``\\boxed{\\frac{1}{\\sqrt{2}}}`` work; escaped braces ``\\{``/``\\}`` do not
   count).  The TeX short form ``\\boxed 5`` (one token, up to the next space or ``$``) is accepted too.
 * Surrounding whitespace is stripped.  ``None`` when there is no box, when the last box's braces are
-  unbalanced (a truncated completion), or when its content is empty.
+  unbalanced (a truncated completion), or when its content is empty or normalises to nothing
+  (``\\boxed{\\,}``), so such answers count as missing everywhere (rewards, clustering, metrics).
 * There is **no** last-number fallback.  :func:`extract_last_number` exists, separately, for evaluation
   baselines that want one; the reward never uses it.
 
@@ -153,7 +154,8 @@ def extract_answer(text: str) -> str | None:
         while content.endswith("}") and content.count("}") > content.count("{"):
             content = content[:-1]
     content = content.strip()
-    return content or None
+    # An answer that normalises to nothing (``\\boxed{\\,}``) is no answer: it must not win clusters or rewards.
+    return content if content and canonical_form(content) else None
 
 
 _LAST_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")

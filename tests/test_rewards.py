@@ -98,3 +98,9 @@ def test_rewards_permutation_invariant_and_in_range(answers, rnd):
         rp = call(name, [answers[i] for i in perm], 6)
         assert all(0.0 <= x <= 1.0 for x in r)
         assert [r[i] for i in perm] == rp, name
+
+
+def test_degenerate_empty_answers_cannot_win():
+    # three "answers" that normalise to nothing agree with each other, but they are no answers
+    assert call("empo", ["\\,", "\\,", " ", "5"], 4) == [0.0, 0.0, 0.0, 0.25]
+    assert call("majority_vote", ["\\,", "\\,", "\\!", "5"], 4) == [0, 0, 0, 1]

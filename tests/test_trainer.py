@@ -18,7 +18,8 @@ def tiny(tmp_path_factory, default_model_path):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
-def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_device=G * 4, **overrides):
+def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_device=G * 4, peft_config=None,
+                 **overrides):
     import datasets
     from trl import GRPOConfig
 
@@ -34,7 +35,7 @@ def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_d
                                      for i, (q, a) in enumerate(zip(questions, golds))])
     return ScriptedTrainer(model=load_model(tiny), reward_funcs=[build_reward(r, G) for r in rewards],
                            args=GRPOConfig(**config), train_dataset=ds, processing_class=load_tokenizer(tiny),
-                           empo_args=EmpoArguments(**empo_kw))
+                           peft_config=peft_config, empo_args=EmpoArguments(**empo_kw))
 
 
 def generation_batch(trainer, questions):
@@ -106,3 +107,36 @@ def test_kept_groups_do_train(tmp_path, tiny):
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     rows = [l for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and '"kept": true' in rows[0]
+
+
+def test_self_certainty_reward_uses_policy_logits(tmp_path, tiny):
+    import math
+
+    trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("self_certainty",))
+    trainer.model.train()
+    trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
+    sc = trainer._local_batch[2][:, 0].tolist()
+    assert all(math.isfinite(x) and x >= 0 for x in sc)  # KL(uniform || p) >= 0
+    assert sc[0] == pytest.approx(sc[1]) == pytest.approx(sc[3])  # identical completions, identical certainty
+    assert sc[4] != pytest.approx(sc[6])  # different completions, different certainty
+
+
+def test_lora_adapter_saves_and_merges(tmp_path, tiny):
+    from peft import LoraConfig
+
+    from empo.model import load_model, merge_adapter
+
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    trainer = make_trainer(tmp_path, tiny, [QUESTIONS[1], QUESTIONS[2]], per_device=G * 2, peft_config=lora)
+    trainer.train()
+    adapter = tmp_path / "adapter"
+    trainer.save_model(str(adapter))
+    trainer.processing_class.save_pretrained(str(adapter))
+    merged_dir = merge_adapter(str(adapter), str(tmp_path / "merged"), base=tiny)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        peft_logits = load_model(tiny, adapter=str(adapter))(ids).logits
+        merged_logits = load_model(merged_dir)(ids).logits
+        base_logits = load_model(tiny)(ids).logits
+    assert torch.allclose(peft_logits, merged_logits, atol=1e-5)
+    assert not torch.allclose(peft_logits, base_logits, atol=1e-5)

@@ -1,0 +1,17 @@
+"""The README's two set-up commands are what CI runs."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_commands():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    assert len(block) == 2, "the README opens with exactly two commands"
+    install_and_run, test = block
+    ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
+    install = next(l for l in ci if "pip install" in l)
+    assert install_and_run.startswith(install + " && "), (install_and_run, install)
+    assert test in ci
