@@ -13,9 +13,10 @@ def test_splits_do_not_overlap_across_seeds_and_levels():
 
 
 def test_generation_is_seeded_and_unique():
-    a = arithmetic.generate("train", 300, seed=3)
-    b = arithmetic.generate("train", 300, seed=3)
-    c = arithmetic.generate("train", 300, seed=4)
+    big = ("add2", "mul2", "word")
+    a = arithmetic.generate("train", 300, big, seed=3)
+    b = arithmetic.generate("train", 300, big, seed=3)
+    c = arithmetic.generate("train", 300, big, seed=4)
     assert a == b
     assert a != c
     assert len({q["id"] for q in a}) == len(a) == 300
