@@ -28,7 +28,7 @@ import numpy as np
 
 from empo.answers import extract_answer, is_equivalent
 from empo.distributed import gather_list, world
-from empo.groups import analyse_group
+from empo.groups import GroupAnalysis, analyse_group
 
 
 def completion_text(completion: Any) -> str:
@@ -41,7 +41,7 @@ def completion_text(completion: Any) -> str:
 
 
 class GroupedReward:
-    """Base class: splits a batch into groups of ``num_generations`` and scores each group."""
+    """Base class: a reward over batches made of groups of ``num_generations`` completions."""
 
     name: str = "grouped"
     label_free: bool = True
@@ -52,51 +52,46 @@ class GroupedReward:
         self.num_generations = num_generations
         self.__name__ = self.name  # TRL names reward columns after __name__
 
-    def score_across_processes(self, completions: list, score_groups) -> list[float]:
-        """Score whole groups even when a question's G completions are spread over several processes:
-        gather every process's answers, score the global batch, return this process's slice."""
+    def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
+        raise NotImplementedError
+
+
+class ClusterReward(GroupedReward):
+    """A reward read off each group's semantic clustering (``score_group``).
+
+    Whole groups are scored even when a question's G completions are spread over several processes: every
+    process's answers are gathered, the global batch is scored, and this process's slice is returned.
+    """
+
+    def score_group(self, group: GroupAnalysis) -> list[float]:
+        raise NotImplementedError
+
+    def __call__(self, prompts, completions, **kwargs):
         answers, offset = gather_list([extract_answer(completion_text(c)) for c in completions])
         g = self.num_generations
         if len(answers) % g:
             raise ValueError(f"reward '{self.name}': got {len(answers)} completions, not a whole number of groups "
                              f"of num_generations={g}")
-        scores = score_groups([answers[i:i + g] for i in range(0, len(answers), g)])
+        scores = [s for i in range(0, len(answers), g) for s in self.score_group(analyse_group(answers[i:i + g]))]
         return scores[offset:offset + len(completions)]
 
-    def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
-        raise NotImplementedError
 
-
-class EmpoReward(GroupedReward):
+class EmpoReward(ClusterReward):
     name = "empo"
 
     def __init__(self, num_generations: int, no_answer_reward: float = 0.0):
         super().__init__(num_generations)
         self.no_answer_reward = no_answer_reward
 
-    def __call__(self, prompts, completions, **kwargs):
-        return self.score_across_processes(completions, self._score)
-
-    def _score(self, groups):
-        out = []
-        for answers in groups:
-            group = analyse_group(answers)
-            out += [self.no_answer_reward if a is None else group.share(i) for i, a in enumerate(answers)]
-        return out
+    def score_group(self, group):
+        return [self.no_answer_reward if a is None else group.share(i) for i, a in enumerate(group.answers)]
 
 
-class MajorityVoteReward(GroupedReward):
+class MajorityVoteReward(ClusterReward):
     name = "majority_vote"
 
-    def __call__(self, prompts, completions, **kwargs):
-        return self.score_across_processes(completions, self._score)
-
-    def _score(self, groups):
-        out = []
-        for answers in groups:
-            group = analyse_group(answers)
-            out += [float(group.in_largest_cluster(i)) for i in range(len(answers))]
-        return out
+    def score_group(self, group):
+        return [float(group.in_largest_cluster(i)) for i in range(group.size)]
 
 
 class FormatReward(GroupedReward):
