@@ -21,9 +21,9 @@ def command(out: Path) -> list[str]:
     return [sys.executable, "-m", "empo.train", "--config", str(RECIPE), *SMALL, "--output_dir", str(out)]
 
 
-def ids_by_step(out: Path) -> dict[int, str]:
+def rows_by_step(out: Path) -> dict[int, dict]:
     rows = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
-    return {r["step"]: r["id"] for r in rows}  # a step redone after the kill keeps its last row
+    return {r["step"]: r for r in rows}  # a step redone after the kill keeps its last row
 
 
 @pytest.mark.slow
@@ -49,5 +49,8 @@ def test_killed_run_resumes(tmp_path, default_model_path):
     assert "resuming from" in resumed.stderr and "checkpoint-2" in resumed.stderr
     state = json.loads((killed / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
-    assert ids_by_step(killed) == ids_by_step(reference)
+    done, ref = rows_by_step(killed), rows_by_step(reference)
+    assert {k: r["id"] for k, r in done.items()} == {k: r["id"] for k, r in ref.items()}  # same data order
+    # same seeds, same start: identical first-step completions and rewards
+    assert done[0]["completions"] == ref[0]["completions"] and done[0]["rewards"] == ref[0]["rewards"]
     assert (killed / "adapter_model.safetensors").exists()
