@@ -55,6 +55,7 @@ from typing import Callable
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "UnionFind",
     "default_timeout",
     "mathverify_cluster",
     "mathverify_equivalent",
@@ -94,22 +95,13 @@ def _hard_limit(soft: float) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-class _Job:
-    """Union-find state of one group: strings, numeric flags, components, skipped pairs, poisoned strings."""
+class UnionFind:
+    """Disjoint sets over 0..n-1; a component's root is its smallest member (also used by empo.clustering)."""
 
-    __slots__ = ("strings", "numeric", "parent", "skip", "poison", "tcount", "results")
+    __slots__ = ("parent",)
 
-    def __init__(self, strings, numeric, parent=None, skip=(), poison=(), tcount=None):
-        self.strings = list(strings)
-        self.numeric = list(numeric)
-        self.parent = list(parent) if parent is not None else list(range(len(self.strings)))
-        self.skip = set(map(tuple, skip))
-        self.poison = set(poison)
-        self.tcount = dict(tcount or {})
-        self.results: list[tuple[int, int, bool, bool]] = []
-
-    def payload(self):
-        return (self.strings, self.numeric, self.parent, sorted(self.skip), sorted(self.poison), self.tcount)
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
 
     def find(self, i: int) -> int:
         p = self.parent
@@ -121,8 +113,27 @@ class _Job:
     def union(self, i: int, j: int) -> None:
         ri, rj = self.find(i), self.find(j)
         if ri != rj:
-            lo, hi = min(ri, rj), max(ri, rj)
-            self.parent[hi] = lo
+            self.parent[max(ri, rj)] = min(ri, rj)
+
+
+class _Job(UnionFind):
+    """Union-find state of one group: strings, numeric flags, components, skipped pairs, poisoned strings."""
+
+    __slots__ = ("strings", "numeric", "skip", "poison", "tcount", "results")
+
+    def __init__(self, strings, numeric, parent=None, skip=(), poison=(), tcount=None):
+        self.strings = list(strings)
+        self.numeric = list(numeric)
+        super().__init__(len(self.strings))
+        if parent is not None:
+            self.parent = list(parent)
+        self.skip = set(map(tuple, skip))
+        self.poison = set(poison)
+        self.tcount = dict(tcount or {})
+        self.results: list[tuple[int, int, bool, bool]] = []
+
+    def payload(self):
+        return (self.strings, self.numeric, self.parent, sorted(self.skip), sorted(self.poison), self.tcount)
 
     def labels(self) -> list[int]:
         return [self.find(i) for i in range(len(self.strings))]

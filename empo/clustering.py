@@ -33,27 +33,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
-from empo._mathverify_pool import mathverify_cluster
+from empo._mathverify_pool import UnionFind, mathverify_cluster
 from empo.answers import _numeric_from_canonical, canonical_form, is_exact_numeral, mathverify_form, numbers_close
 
 __all__ = ["cluster_answers", "count_missing"]
-
-
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        p = self.parent
-        while p[i] != i:
-            p[i] = p[p[i]]
-            i = p[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        ri, rj = self.find(i), self.find(j)
-        if ri != rj:
-            self.parent[max(ri, rj)] = min(ri, rj)
 
 
 def count_missing(answers: Sequence[str | None]) -> int:
@@ -86,7 +69,7 @@ def _cluster_with(answers: Sequence[str | None], equivalent: Callable[[str, str]
         if a is not None and a not in index:
             index[a] = len(distinct)
             distinct.append(a)
-    uf = _UnionFind(len(distinct))
+    uf = UnionFind(len(distinct))
     for i in range(len(distinct)):
         for j in range(i + 1, len(distinct)):
             if uf.find(i) != uf.find(j) and equivalent(distinct[i], distinct[j]):
@@ -118,7 +101,7 @@ def cluster_answers(
     if not keys:
         return _number_ids(canon, lambda k: 0)
     key_index = {k: i for i, k in enumerate(keys)}
-    uf = _UnionFind(len(keys))
+    uf = UnionFind(len(keys))
 
     # 2. numeric values, decided exactly (never through math-verify)
     values: list[Fraction | None] = [_numeric_from_canonical(k) for k in keys]
