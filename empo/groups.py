@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
+from empo.answers import is_equivalent
 from empo.clustering import cluster_answers
 from empo.entropy import semantic_entropy
 
@@ -24,7 +25,7 @@ class GroupAnalysis:
     def size(self) -> int:
         return len(self.answers)
 
-    @property
+    @cached_property  # derived once per (cached) group; rewards read it once per completion
     def cluster_sizes(self) -> Counter:
         return Counter(self.cluster_ids)
 
@@ -41,7 +42,7 @@ class GroupAnalysis:
         """p(c(i)): the share of completion i's own cluster."""
         return self.cluster_sizes[self.cluster_ids[i]] / self.size
 
-    @property
+    @cached_property
     def largest_answered_size(self) -> int:
         sizes = Counter(c for c, a in zip(self.cluster_ids, self.answers) if a is not None)
         return max(sizes.values(), default=0)
@@ -62,6 +63,12 @@ class GroupAnalysis:
     @property
     def majority_ratio(self) -> float:
         return self.largest_answered_size / self.size
+
+    def grade(self, gold: str) -> tuple[list[bool], bool]:
+        """(is each sample's answer equivalent to ``gold``, is the majority answer) -- for logging only."""
+        samples = [a is not None and is_equivalent(a, gold) for a in self.answers]
+        majority = self.majority_answer
+        return samples, majority is not None and is_equivalent(majority, gold)
 
 
 @lru_cache(maxsize=4096)

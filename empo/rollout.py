@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from empo.answers import extract_answer, is_equivalent
+from empo.answers import extract_answer
 from empo.entropy import keep_group
 from empo.groups import analyse_group
 from empo.io import JsonlAppender, atomic_write_json, read_jsonl
@@ -107,8 +107,7 @@ def analyse_row(question: dict, samples: list[Sample], delta_low: float, delta_h
     gold = question.get("answer")
     if gold is not None:  # logged for monitoring only; nothing label-free reads these fields
         row["gold"] = gold
-        row["sample_correct"] = [a is not None and is_equivalent(a, gold) for a in answers]
-        row["majority_correct"] = group.majority_answer is not None and is_equivalent(group.majority_answer, gold)
+        row["sample_correct"], row["majority_correct"] = group.grade(gold)
     return row
 
 

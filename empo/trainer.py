@@ -20,7 +20,7 @@ import math
 import torch
 from trl import GRPOTrainer
 
-from empo.answers import extract_answer, is_equivalent
+from empo.answers import extract_answer
 from empo.distributed import gather_list
 from empo.entropy import keep_group
 from empo.groups import analyse_group
@@ -54,9 +54,10 @@ class EmpoTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         local_inputs, local_completions, rewards_per_func = self._local_batch
         texts = [completion_text(c) for c in local_completions]
-        answers, offset = gather_list([extract_answer(t) for t in texts])
-        golds, _ = gather_list([x.get("answer") for x in local_inputs])
-        ids, _ = gather_list([x.get("id") for x in local_inputs])
+        # one collective for everything the group view needs: (answer, gold, id, text) per completion
+        rows, offset = gather_list([(extract_answer(t), x.get("answer"), x.get("id"), t)
+                                    for t, x in zip(texts, local_inputs)])
+        answers, golds, ids, all_texts = (list(col) for col in zip(*rows))
         g = self.num_generations if mode == "train" else self.num_generations_eval
         groups = [analyse_group(answers[i:i + g]) for i in range(0, len(answers), g)]
         ea = self.empo_args
@@ -65,24 +66,19 @@ class EmpoTrainer(GRPOTrainer):
         device = output["completion_mask"].device
         keep = torch.tensor([k for k in kept for _ in range(g)], device=device)[offset:offset + len(texts)]
         if mode == "train" and not all(kept):
-            mask = output["completion_mask"] * keep.unsqueeze(1).to(output["completion_mask"].dtype)
-            output["completion_mask"] = mask
-            loss_mask = mask if "tool_mask" not in output else mask * output["tool_mask"]
-            output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+            output["completion_mask"] = output["completion_mask"] * keep.unsqueeze(1).to(output["completion_mask"].dtype)
+            output["num_items_in_batch"] = self.accelerator.gather(_loss_mask(output).sum()).sum()
             output["advantages"] = output["advantages"] * keep.to(output["advantages"].dtype)
 
         self._log_group_metrics(mode, groups, kept, answers, golds, g)
-        if mode == "train":
-            all_texts, _ = gather_list(texts)  # collective: every process takes part, the main one writes
-            if self._sample_log is not None:
-                self._write_samples(groups, kept, ids, all_texts, golds, rewards_per_func.tolist(), g)
+        if mode == "train" and self._sample_log is not None:
+            self._write_samples(groups, kept, ids, all_texts, golds, rewards_per_func.tolist(), g)
         return output
 
     def _prepare_inputs(self, generation_batch):
         inputs = super()._prepare_inputs(generation_batch)
         if self.model.training:
-            mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
-            self._window_kept_tokens += int(mask.sum().item())
+            self._window_kept_tokens += int(_loss_mask(inputs).sum().item())
         return inputs
 
     def create_optimizer(self, model=None):
@@ -115,12 +111,9 @@ class EmpoTrainer(GRPOTrainer):
         m["empo/no_answer_rate"].append(sum(a is None for a in answers) / len(answers))
         m["empo/skipped_optimizer_steps"].append(float(self._skipped_optimizer_steps))
         if all(x is not None for x in golds):  # monitoring only: never reaches a label-free reward
-            gold_groups = [golds[i] for i in range(0, len(golds), g)]
-            m["empo/majority_accuracy"].append(sum(
-                gr.majority_answer is not None and is_equivalent(gr.majority_answer, str(gold))
-                for gr, gold in zip(groups, gold_groups)) / len(groups))
-            m["empo/sample_accuracy"].append(sum(
-                a is not None and is_equivalent(a, str(gold)) for a, gold in zip(answers, golds)) / len(answers))
+            grades = [gr.grade(str(golds[qi * g])) for qi, gr in enumerate(groups)]
+            m["empo/majority_accuracy"].append(sum(majority for _, majority in grades) / len(groups))
+            m["empo/sample_accuracy"].append(sum(sum(samples) for samples, _ in grades) / len(answers))
 
     def _write_samples(self, groups, kept, ids, texts, golds, rewards, g):
         """One row per question group and generation step: completions, answers, clusters, rewards, decision."""
@@ -133,3 +126,9 @@ class EmpoTrainer(GRPOTrainer):
                 "rewards": {name: [r[j] for r in rewards[sl]] for j, name in enumerate(self.reward_func_names)},
                 "majority_answer": gr.majority_answer, "gold": golds[qi * g],
             })
+
+
+def _loss_mask(batch: dict) -> torch.Tensor:
+    """The tokens TRL's loss counts: the completion mask, times the tool mask in multi-turn batches."""
+    mask = batch["completion_mask"]
+    return mask if "tool_mask" not in batch else mask * batch["tool_mask"]
