@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,56 @@ def _rollout(args) -> int:
     return 0
 
 
+def _add_eval(sub) -> None:
+    from empo.benchmarks import BENCHMARKS
+    from empo.evaluation import EvalConfig
+
+    d = EvalConfig()
+    p = sub.add_parser("eval", help="Evaluate a model, checkpoint or LoRA adapter on math benchmarks "
+                                    "(greedy pass@1; --n for avg@n, pass@k, maj@k).")
+    p.add_argument("--model", default=d.model, help="hub id, local directory or alias")
+    p.add_argument("--adapter", default=None, help="LoRA adapter directory (e.g. a training output_dir)")
+    p.add_argument("--benchmarks", default=d.benchmarks, help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
+    p.add_argument("--data-dir", default=None, help="directory with <benchmark>.jsonl files (default: the hub)")
+    p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
+    p.add_argument("--prompt", default=d.prompt, help="prompt preset (boxed-example | qwen-math) or file")
+    p.add_argument("--no-greedy", dest="greedy", action="store_false", help="skip the greedy pass")
+    p.add_argument("--n", type=int, default=d.n, help="sampled completions per problem (0: greedy only)")
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generate call")
+    p.add_argument("--backend", choices=["hf"], default=d.backend)
+    p.add_argument("--dtype", default=d.dtype)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--output-dir", default=d.output_dir)
+    p.set_defaults(func=_eval)
+
+
+def _eval(args) -> int:
+    from empo.evaluation import EvalConfig, format_report, prepare, run_eval
+    from empo.model import load_model, load_tokenizer, set_threads
+    from empo.rollout import HFGenerator
+
+    fields = EvalConfig.__dataclass_fields__
+    config = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    data = prepare(config)  # bad names, rows or settings fail here, before the model loads
+    threads = set_threads(args.threads)
+    model = load_model(config.model, dtype=config.dtype, adapter=config.adapter)
+    generator = HFGenerator(model, load_tokenizer(config.model))
+    print(f"[empo] eval: {', '.join(f'{k} ({len(v)})' for k, v in data.items())}; model {config.model}"
+          f"{' + ' + config.adapter if config.adapter else ''}, {threads} threads -> {config.output_dir}",
+          file=sys.stderr)
+    summary = run_eval(config, generator, data)
+    print(format_report(summary))
+    for key, t in summary["this_run"].items():
+        if t["tokens_per_second"]:
+            print(f"{key}: {t['generated_tokens']} tokens in {t['generation_seconds']:.1f} s "
+                  f"({t['tokens_per_second']:.0f} tok/s)")
+    return 0
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", add_help=False,
                        help="GRPO training with EMPO (or baseline) rewards from a recipe; no arguments: the CPU default. "
@@ -94,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_rollout(sub)
     _add_train(sub)
+    _add_eval(sub)
     _add_merge(sub)
     return parser
 
@@ -103,7 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["train"]:  # everything after 'train' belongs to TRL's parser
         return _train(None, argv[1:])
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from empo.model import ModelResolutionError
+
+    try:
+        return args.func(args)
+    except (ValueError, ModelResolutionError) as e:  # bad input: one line naming what is wrong
+        if os.environ.get("EMPO_DEBUG"):
+            raise
+        print(f"empo {args.command}: error: {e} (EMPO_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

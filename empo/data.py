@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from empo import arithmetic
 
@@ -37,7 +38,8 @@ class DataSpec:
 ARITH_DEFAULT_SIZE = {"train": 2000, "test": 200}
 
 
-def load_questions(spec: DataSpec) -> list[dict]:
+def load_questions(spec: DataSpec, transform: Callable[[dict], dict] | None = None) -> list[dict]:
+    """Rows of ``spec`` in the common schema; ``transform`` first rewrites each raw row (e.g. GSM8K's '#### 18')."""
     name = spec.name.strip()
     if name == "arith" or name.startswith("arith:"):
         levels = tuple(lv for lv in name.partition(":")[2].split(",") if lv) or arithmetic.DEFAULT_LEVELS
@@ -52,6 +54,8 @@ def load_questions(spec: DataSpec) -> list[dict]:
     else:
         raw = _read_hub(spec)
         where = f"hub dataset '{name}' (split '{spec.split}')"
+    if transform is not None:
+        raw = [_transform(transform, r, i, where) for i, r in enumerate(raw)]
     rows = [_map_row(r, i, spec, where) for i, r in enumerate(raw)]
     return rows[: spec.limit] if spec.limit else rows
 
@@ -92,6 +96,13 @@ def _read_hub(spec: DataSpec) -> list[dict]:
     if missing:
         raise DataError(f"hub dataset '{spec.name}' has no column(s) {missing}; columns are {ds.column_names}")
     return list(ds)
+
+
+def _transform(transform: Callable[[dict], dict], row: dict, index: int, where: str) -> dict:
+    try:
+        return transform(row)
+    except KeyError as e:
+        raise DataError(f"{where}: row {index} has no field {e} (fields: {sorted(row)})") from None
 
 
 def _map_row(row: dict, index: int, spec: DataSpec, where: str) -> dict:
