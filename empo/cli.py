@@ -125,6 +125,50 @@ def _train(args, rest: list[str]) -> int:
     return train_main(rest)
 
 
+def _add_compare(sub) -> None:
+    from empo.compare import EvalBlock
+
+    d = EvalBlock(name="eval")
+    p = sub.add_parser("compare", help="Evaluate runs that differ only in the reward (and the base model) and "
+                                       "write a report with confidence intervals and plots.")
+    p.add_argument("runs", nargs="*", help="training output directories")
+    p.add_argument("--sweep", default=None, help="sweep spec YAML (rewards x seeds): train what is missing, then compare")
+    p.add_argument("--output", default="runs/compare", help="report directory (sweeps: <output_root>/compare)")
+    p.add_argument("--allow-diff", default="", help="comma-separated setting keys allowed to differ between runs")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="use the evals already on disk")
+    p.add_argument("--benchmarks", default=d.benchmarks)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--n", type=int, default=4, help="sampled completions per problem (0: greedy only)")
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_compare)
+
+
+def _compare(args) -> int:
+    from empo.compare import EvalBlock, Sweep, compare, run_sweep
+    from empo.model import set_threads
+
+    allow = {k.strip() for k in args.allow_diff.split(",") if k.strip()}
+    set_threads(args.threads)
+    if args.sweep:
+        if args.runs:
+            raise ValueError("give run directories or --sweep, not both")
+        sweep = Sweep.from_yaml(args.sweep)
+        run_sweep(sweep, allow=allow)
+        output = Path(sweep.output_root) / "compare"
+    else:
+        if not args.runs:
+            raise ValueError("no runs given: pass training output directories or --sweep SPEC.yaml")
+        block = EvalBlock(name="eval", benchmarks=args.benchmarks, data_dir=args.data_dir, limit=args.limit,
+                          n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+        compare(args.runs, [block], args.output, allow=allow, evaluate=args.evaluate)
+        output = Path(args.output)
+    print((output / "report.md").read_text(encoding="utf-8"))
+    return 0
+
+
 def _add_merge(sub) -> None:
     p = sub.add_parser("merge", help="Merge a LoRA adapter into its base model and save a plain checkpoint.")
     p.add_argument("adapter", help="adapter directory (a training output_dir or checkpoint)")
@@ -146,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rollout(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_compare(sub)
     _add_merge(sub)
     return parser
 

@@ -6,7 +6,7 @@ accuracy = pass@1. ``--n N`` adds N sampled completions per problem for avg@N, p
 The output directory holds ``samples.jsonl`` (one row per completion, appended batch by batch),
 ``summary.json`` and ``report.md`` (both written atomically) and ``config.json`` (what produced them).
 Started again with the same command, a killed eval continues: batches are fixed slices of each benchmark,
-seeded by their position, so a resumed eval generates exactly what an uninterrupted one would have.
+seeded by their first problem, so a resumed eval generates what an uninterrupted one would have.
 """
 
 from __future__ import annotations
