@@ -157,8 +157,10 @@ def compare_block(matrices: dict[str, np.ndarray], base: str = "base", gold: str
         gain = matrices[gold].mean() - matrices[base].mean()
         with np.errstate(divide="ignore", invalid="ignore"):
             share = (boot[empo] - boot[base]) / (boot[gold] - boot[base])
-        out["recovered_share"] = {
-            "mean": float((matrices[empo].mean() - matrices[base].mean()) / gain) if gain else None,
+        gain_ci = _interval(boot[gold] - boot[base])
+        out["recovered_share"] = {  # a share of a gain only means something when gold gained
+            "mean": float((matrices[empo].mean() - matrices[base].mean()) / gain) if gain_ci[0] > 0 else None,
+            "gold_gain_ci": gain_ci,
             "ci": _interval(share[np.isfinite(share)]) if np.isfinite(share).any() else None,
             "gold_gain": float(gain)}
     return out
@@ -273,7 +275,8 @@ def format_report(comparison: dict, meta: dict) -> str:
         if "recovered_share" in t:
             s = t["recovered_share"]
             if s["mean"] is None:
-                lines.append("Gold reward gained nothing over the base model here: no share to recover.")
+                lines.append(f"Gold reward did not gain over the base model here ({s['gold_gain']:+.3f}, "
+                             f"[{s['gold_gain_ci'][0]:+.3f}, {s['gold_gain_ci'][1]:+.3f}]): no share to recover.")
             else:
                 ci = f" [{s['ci'][0]:.0%}, {s['ci'][1]:.0%}]" if s["ci"] else ""
                 lines.append(f"EMPO recovers **{s['mean']:.0%}**{ci} of the gold-reward gain "

@@ -8,7 +8,8 @@ import yaml
 from empo.train import parse_args, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").glob("*/*/*.yaml"))
+RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml") if p.parent.name != "sweeps")
+SWEEPS = sorted((ROOT / "recipes").glob("*/sweeps/*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
@@ -53,3 +54,11 @@ def test_batch_not_whole_groups(tmp_path):
 def test_command_line_overrides_recipe(tmp_path):
     empo_args, training_args, _ = parse_args(["--config", write(tmp_path), "--max_steps", "3", "--delta_low", "0.2"])
     assert training_args.max_steps == 3 and empo_args.delta_low == 0.2
+
+
+@pytest.mark.parametrize("spec", SWEEPS, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+def test_shipped_sweeps_parse_and_their_recipe_exists(spec):
+    from empo.compare import Sweep
+
+    sweep = Sweep.from_yaml(spec)
+    assert (ROOT / sweep.recipe).is_file() and sweep.blocks()
