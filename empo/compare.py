@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from empo.evaluation import EvalConfig, run_eval
+from empo.evaluation import EvalConfig, group_samples, run_eval
 from empo.io import atomic_write_json, atomic_write_text, read_jsonl
 
 #: Settings that name or place a run rather than change what it learns.
@@ -106,11 +106,8 @@ def check_comparable(runs: list[Run], allow: set[str] = frozenset()) -> None:
 
 def problem_scores(eval_dir: Path, benchmark: str, mode: str) -> dict[str, float]:
     """Per-problem score of one eval: correctness (greedy) or the mean over the samples (sampled)."""
-    per: dict[str, dict[int, bool]] = {}
-    for r in read_jsonl(eval_dir / "samples.jsonl"):
-        if r["benchmark"] == benchmark and r["mode"] == mode:
-            per.setdefault(r["id"], {})[r["sample"]] = bool(r["correct"])
-    return {pid: sum(s.values()) / len(s) for pid, s in per.items()}
+    problems = group_samples(eval_dir / "samples.jsonl").get((benchmark, mode), {})
+    return {pid: sum(s["correct"] for s in samples) / len(samples) for pid, samples in problems.items()}
 
 
 def score_matrix(eval_dirs: list[Path], benchmark: str, mode: str) -> np.ndarray:

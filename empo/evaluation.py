@@ -140,7 +140,7 @@ def _sample_row(name: str, mode: str, row: dict, index: int, sample, bench) -> d
 # Summaries
 # --------------------------------------------------------------------------------------------------
 
-def _group_samples(samples_path: Path) -> dict[tuple[str, str], dict[str, list[dict]]]:
+def group_samples(samples_path: Path) -> dict[tuple[str, str], dict[str, list[dict]]]:
     """(benchmark, mode) -> problem id -> its sample rows by index (the last write of an index wins)."""
     out: dict[tuple[str, str], dict[str, dict[int, dict]]] = {}
     for r in read_jsonl(samples_path):
@@ -206,7 +206,7 @@ def _mean(xs) -> float | None:
 
 def summarize(config: EvalConfig, data: dict[str, list[dict]]) -> dict:
     samples_path = Path(config.output_dir) / "samples.jsonl"
-    grouped = _group_samples(samples_path) if samples_path.exists() else {}
+    grouped = group_samples(samples_path) if samples_path.exists() else {}
     per_bench = {name: summarize_benchmark(name, rows, grouped, config.n) for name, rows in data.items()}
     summary = {"config": asdict(config), "benchmarks": per_bench}
     head = "greedy" if config.greedy else f"avg@{config.n}"
