@@ -28,17 +28,34 @@ def _add_rollout(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
     p.add_argument("--delta-low", type=float, default=0.0, help="keep groups with entropy above this (nats)")
     p.add_argument("--delta-high", type=float, default=None, help="keep groups with entropy below this (default log G)")
-    p.add_argument("--backend", choices=["hf"], default="hf")
+    p.add_argument("--backend", choices=BACKENDS, default="hf", help="hf: transformers generate; vllm: vLLM offline engine")
+    p.add_argument("--dtype", default="float32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--output", default="runs/rollout/rollout.jsonl")
     p.set_defaults(func=_rollout)
 
 
+BACKENDS = ["hf", "vllm"]
+
+
+def make_generator(backend: str, model: str, adapter: str | None, dtype: str, threads: int, seed: int = 0):
+    """The rollout engine both ``empo rollout`` and ``empo eval`` sample with."""
+    from empo.model import load_model, load_tokenizer
+    from empo.rollout import HFGenerator
+
+    tokenizer = load_tokenizer(model)
+    if backend == "vllm":
+        from empo.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(model, tokenizer, adapter=adapter, dtype=dtype, num_threads=threads, seed=seed)
+    return HFGenerator(load_model(model, dtype=dtype, adapter=adapter), tokenizer)
+
+
 def _rollout(args) -> int:
     from empo.data import DataSpec, load_questions
-    from empo.model import load_model, load_tokenizer, set_threads
+    from empo.model import set_threads
     from empo.prompts import get_prompt_config
-    from empo.rollout import HFGenerator, SamplingConfig, format_summary, run_rollout
+    from empo.rollout import SamplingConfig, format_summary, run_rollout
 
     spec = DataSpec(name=args.dataset, split=args.split, question_field=args.question_field,
                     answer_field=args.answer_field or None, id_field=args.id_field or None, limit=args.limit,
@@ -48,11 +65,10 @@ def _rollout(args) -> int:
     sampling = SamplingConfig(num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
                               max_new_tokens=args.max_new_tokens, seed=args.seed)
     threads = set_threads(args.threads)
-    tokenizer = load_tokenizer(args.model)
-    model = load_model(args.model, adapter=args.adapter)
+    generator = make_generator(args.backend, args.model, args.adapter, args.dtype, threads, seed=args.seed)
     print(f"[empo] rollout: {len(questions)} questions x G={sampling.num_generations}, model {args.model}, "
-          f"{threads} threads -> {args.output}", file=sys.stderr)
-    summary = run_rollout(questions, HFGenerator(model, tokenizer), prompt, sampling, args.output,
+          f"{args.backend} backend, {threads} threads -> {args.output}", file=sys.stderr)
+    summary = run_rollout(questions, generator, prompt, sampling, args.output,
                           batch_size=args.batch_size, delta_low=args.delta_low, delta_high=args.delta_high)
     print(format_summary(summary))
     run = summary["this_run"]
@@ -82,7 +98,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per generate call")
-    p.add_argument("--backend", choices=["hf"], default=d.backend)
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="hf: transformers generate; vllm: vLLM offline engine")
     p.add_argument("--dtype", default=d.dtype)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--output-dir", default=d.output_dir)
@@ -91,15 +108,13 @@ def _add_eval(sub) -> None:
 
 def _eval(args) -> int:
     from empo.evaluation import EvalConfig, format_report, prepare, run_eval
-    from empo.model import load_model, load_tokenizer, set_threads
-    from empo.rollout import HFGenerator
+    from empo.model import set_threads
 
     fields = EvalConfig.__dataclass_fields__
     config = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
     data = prepare(config)  # bad names, rows or settings fail here, before the model loads
     threads = set_threads(args.threads)
-    model = load_model(config.model, dtype=config.dtype, adapter=config.adapter)
-    generator = HFGenerator(model, load_tokenizer(config.model))
+    generator = make_generator(config.backend, config.model, config.adapter, config.dtype, threads, seed=config.seed)
     print(f"[empo] eval: {', '.join(f'{k} ({len(v)})' for k, v in data.items())}; model {config.model}"
           f"{' + ' + config.adapter if config.adapter else ''}, {threads} threads -> {config.output_dir}",
           file=sys.stderr)
@@ -201,10 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         return _train(None, argv[1:])
     args = build_parser().parse_args(argv)
     from empo.model import ModelResolutionError
+    from empo.vllm_backend import VLLMUnavailable
 
     try:
         return args.func(args)
-    except (ValueError, ModelResolutionError) as e:  # bad input: one line naming what is wrong
+    except (ValueError, VLLMUnavailable, ModelResolutionError) as e:  # bad input or a missing extra: one line
         if os.environ.get("EMPO_DEBUG"):
             raise
         print(f"empo {args.command}: error: {e} (EMPO_DEBUG=1 shows the traceback)", file=sys.stderr)

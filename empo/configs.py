@@ -49,6 +49,10 @@ class EmpoArguments:
     collapse_early_stop: bool = field(default=False, metadata={
         "help": "Stop when the collapse monitor fires (see empo.monitors); it always logs a warning."})
     collapse_patience: int = field(default=3, metadata={"help": "Consecutive logging steps of collapse signs to fire."})
+    # rollouts
+    vllm_enforce_eager: bool | None = field(default=None, metadata={
+        "help": "With use_vllm: run vLLM eagerly. None: eager on CPU (its graph compilation costs minutes there), "
+                "compiled with CUDA graphs on GPU."})
     # machine
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
 

@@ -45,7 +45,9 @@ class EvalConfig:
     max_new_tokens: int = field(default=512, metadata={"help": "Completion length cap.", "resume_key": True})
     seed: int = field(default=0, metadata={"help": "Sampling seed.", "resume_key": True})
     batch_size: int = field(default=16, metadata={"help": "Prompts per generate call (sampled: problems)."})
-    backend: str = field(default="hf", metadata={"help": "'hf' (transformers generate) or 'vllm'."})
+    backend: str = field(default="hf", metadata={
+        "help": "'hf' (transformers generate) or 'vllm'. A resume key: the two sample with different RNGs.",
+        "resume_key": True})
     dtype: str = field(default="float32", metadata={"help": "Model dtype.", "resume_key": True})
     output_dir: str = field(default="runs/eval", metadata={"help": "Where samples, summary and report go."})
 

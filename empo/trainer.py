@@ -36,7 +36,14 @@ class EmpoTrainer(GRPOTrainer):
         self._local_batch: tuple[list, list] | None = None
         self._window_kept_tokens = 0
         self._skipped_optimizer_steps = 0
-        super().__init__(*args, **kwargs)
+        training_args = kwargs.get("args")
+        if training_args is not None and training_args.use_vllm:
+            from empo.vllm_backend import empo_vllm_generation
+
+            with empo_vllm_generation(self.empo_args.vllm_enforce_eager):  # CPU-capable engine and weight sync
+                super().__init__(*args, **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
         for f in self.reward_funcs:  # rewards that need the policy's logits get the trainer
             if hasattr(f, "bind_trainer"):
                 f.bind_trainer(self)
@@ -110,6 +117,9 @@ class EmpoTrainer(GRPOTrainer):
         m["empo/majority_ratio_mean"].append(sum(gr.majority_ratio for gr in groups) / len(groups))
         m["empo/no_answer_rate"].append(sum(a is None for a in answers) / len(answers))
         m["empo/skipped_optimizer_steps"].append(float(self._skipped_optimizer_steps))
+        sync = getattr(getattr(self, "vllm_generation", None), "sync_seconds", None)
+        if mode == "train" and sync:
+            m["empo/vllm_sync_seconds"].append(sync[-1])
         if all(x is not None for x in golds):  # monitoring only: never reaches a label-free reward
             grades = [gr.grade(str(golds[qi * g])) for qi, gr in enumerate(groups)]
             m["empo/majority_accuracy"].append(sum(majority for _, majority in grades) / len(groups))
