@@ -57,6 +57,13 @@ def validate(empo_args, training_args) -> None:
                          f"{len(empo_args.reward_funcs)} reward_funcs")
     if training_args.num_generations < 2:
         raise SystemExit("empo train: num_generations must be >= 2 (EMPO compares answers within a group)")
+    if training_args.use_vllm:
+        from empo.vllm_backend import VLLMUnavailable, require_vllm
+
+        try:
+            require_vllm()
+        except VLLMUnavailable as e:
+            raise SystemExit(f"empo train: use_vllm is set but {e}") from None
 
 
 def build_dataset(empo_args):

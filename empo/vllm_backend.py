@@ -76,7 +76,7 @@ class VLLMGenerator:
     """
 
     def __init__(self, model: str, tokenizer, adapter: str | None = None, dtype: str = "float32",
-                 num_threads: int | None = None, **llm_kwargs):
+                 num_threads: int | None = None, seed: int = 0, **llm_kwargs):
         self._tmp = None
         require_vllm()
         from vllm import LLM
@@ -93,7 +93,7 @@ class VLLMGenerator:
             # The engine in this process: on a small CPU a separate engine process competes with this one for
             # cores (measured: start 6 s instead of 28 s, 119 vs 108 tok/s on 2 cores).
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        self.llm = LLM(model=path, tokenizer=path, **engine_kwargs(dtype, **llm_kwargs))
+        self.llm = LLM(model=path, tokenizer=path, **{**engine_kwargs(dtype, seed), **llm_kwargs})
 
     def generate_groups(self, messages: list[list[dict]], sampling: SamplingConfig, seed_key: str = "") -> list[list[Sample]]:
         from vllm import SamplingParams, TokensPrompt

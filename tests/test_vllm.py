@@ -76,3 +76,52 @@ def test_greedy_eval_vllm_equals_hf(tmp_path, default_model_path):
     run([sys.executable, "-m", "empo.cli", *common, "--backend", "hf", "--output-dir", str(tmp_path / "h")])
     v, h = (sorted((r["id"], r["completion"]) for r in read_jsonl(tmp_path / d / "samples.jsonl")) for d in "vh")
     assert v == h
+
+
+@needs_vllm
+def test_server_mode_generation_on_cpu(tmp_path, default_model_path):
+    """scripts/vllm_serve.sh serves the model; TRL's own client (what server-mode training calls) generates from it,
+    and its greedy tokens are the HF model's. (Weight sync in server mode is NCCL: CUDA only.)"""
+    import socket
+    import time
+
+    import torch
+    from trl.generation.vllm_client import VLLMClient
+
+    from empo.model import load_model, load_tokenizer
+    from empo.prompts import build_messages, get_prompt_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([str(HERE.parent / "scripts" / "vllm_serve.sh"), "smollm2-135m-instruct", "--port",
+                               str(port), "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHON": sys.executable}, start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                client = VLLMClient(base_url=f"http://127.0.0.1:{port}", connection_timeout=5)
+                break
+            except Exception:  # builtin or requests' ConnectionError, depending on where the check failed
+                assert time.time() < deadline, "vLLM server did not come up"
+                time.sleep(2)
+        tok = load_tokenizer(default_model_path)
+        prompt = get_prompt_config("boxed-example")
+        ids = [tok(tok.apply_chat_template(build_messages(q, prompt), add_generation_prompt=True, tokenize=False),
+                   add_special_tokens=False)["input_ids"] for q in ("What is 2 + 3?", "What is 6 * 7?")]
+        out = client.generate(ids, n=1, temperature=0.0, max_tokens=24)
+        assert out["prompt_ids"] == ids and len(out["completion_ids"]) == 2
+        model = load_model(default_model_path)
+        with torch.inference_mode():
+            hf = [model.generate(input_ids=torch.tensor([i]), do_sample=False, max_new_tokens=24,
+                                 pad_token_id=tok.pad_token_id)[0, len(i):].tolist() for i in ids]
+        assert out["completion_ids"] == hf
+        sampled = client.generate(ids, n=4, temperature=0.8, max_tokens=24)
+        assert len(sampled["completion_ids"]) == 8 and len(sampled["logprobs"]) == 8
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            server.wait(timeout=60)
