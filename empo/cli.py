@@ -29,7 +29,7 @@ def _add_rollout(sub) -> None:
     p.add_argument("--delta-low", type=float, default=0.0, help="keep groups with entropy above this (nats)")
     p.add_argument("--delta-high", type=float, default=None, help="keep groups with entropy below this (default log G)")
     p.add_argument("--backend", choices=BACKENDS, default="hf", help="hf: transformers generate; vllm: vLLM offline engine")
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--dtype", default="float32", help="model dtype (float32 on CPU; bfloat16 on GPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--output", default="runs/rollout/rollout.jsonl")
     p.set_defaults(func=_rollout)

