@@ -29,6 +29,7 @@ import numpy as np
 from empo.answers import extract_answer, is_equivalent
 from empo.distributed import gather_list, world
 from empo.groups import GroupAnalysis, analyse_group
+from empo.rollout import chat_prompt
 
 
 def completion_text(completion: Any) -> str:
@@ -154,8 +155,7 @@ class SelfCertaintyReward(GroupedReward):
         if self.trainer is None or completion_ids is None:
             raise RuntimeError("reward 'self_certainty' runs inside EmpoTrainer (it needs the policy's logits)")
         tok, model = self.trainer.processing_class, self.trainer.model
-        prompt_texts = [p if isinstance(p, str) else tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-                        for p in prompts]
+        prompt_texts = [p if isinstance(p, str) else chat_prompt(tok, p) for p in prompts]
         prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in prompt_texts]
         device = next(model.parameters()).device
         scores: list[float] = []

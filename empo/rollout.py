@@ -36,6 +36,16 @@ class Sample:
     truncated: bool  # hit max_new_tokens without an end-of-turn token
 
 
+def chat_prompt(tokenizer, messages: list[dict]) -> str:
+    """The text a model is prompted with: its chat template with the assistant turn opened. Both backends (and the
+    trainer, through TRL) prompt with exactly this, tokenised without extra special tokens."""
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def prompt_token_ids(tokenizer, messages: list[dict]) -> list[int]:
+    return tokenizer(chat_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
+
+
 class HFGenerator:
     """Batched sampling with transformers' ``generate`` through the chat template."""
 
@@ -46,7 +56,7 @@ class HFGenerator:
         import torch
 
         tok = self.tokenizer
-        prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
+        prompts = [chat_prompt(tok, m) for m in messages]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         greedy = sampling.temperature == 0
         if greedy and sampling.num_generations != 1:

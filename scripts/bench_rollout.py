@@ -89,10 +89,9 @@ def bench_generate(variant: str, a) -> dict:
 
 def bench_train(variant: str, a) -> dict:
     import datasets
-    from peft import LoraConfig
-    from transformers import TrainerCallback
     from trl import GRPOConfig
 
+    from bench_common import recipe_lora, step_timer
     from empo.configs import EmpoArguments
     from empo.model import load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config
@@ -110,21 +109,13 @@ def bench_train(variant: str, a) -> dict:
                         bf16=False, gradient_checkpointing=False, use_cpu=True, report_to="none", logging_steps=1,
                         save_strategy="no", seed=42, use_vllm=vllm, vllm_mode="colocate",
                         vllm_gpu_memory_utilization=0.25, vllm_max_model_length=1024)
-    lora = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                            "up_proj", "down_proj"], task_type="CAUSAL_LM")
+    lora = recipe_lora()
     step_times: list[float] = []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, *args, **kwargs):
-            self.t = time.perf_counter()
-
-        def on_step_end(self, *args, **kwargs):
-            step_times.append(time.perf_counter() - self.t)
 
     t0 = time.perf_counter()
     trainer = EmpoTrainer(model=load_model(a.model, dtype=a.dtype), reward_funcs=[build_reward("empo", a.G)],
                           args=config, train_dataset=datasets.Dataset.from_list(rows),
-                          processing_class=load_tokenizer(a.model), peft_config=lora, callbacks=[Timer()],
+                          processing_class=load_tokenizer(a.model), peft_config=lora, callbacks=[step_timer(step_times)],
                           empo_args=EmpoArguments())
     start_s = time.perf_counter() - t0
     trainer.train()

@@ -11,15 +11,13 @@ import json
 import resource
 import subprocess
 import sys
-import time
 
 
 def run_variant(variant: str, a) -> dict:
     import datasets
-    from peft import LoraConfig
-    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from bench_common import recipe_lora, step_timer
     from empo.configs import EmpoArguments
     from empo.data import DataSpec, load_questions
     from empo.model import load_model, load_tokenizer, set_threads
@@ -35,22 +33,14 @@ def run_variant(variant: str, a) -> dict:
                         per_device_train_batch_size=a.G * a.questions, max_completion_length=a.max_completion_length,
                         max_steps=a.steps, learning_rate=5e-5, bf16=False, gradient_checkpointing=False, use_cpu=True,
                         report_to="none", logging_steps=1, save_strategy="no", seed=42, temperature=0.8)
-    lora = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                            "up_proj", "down_proj"], task_type="CAUSAL_LM")
+    lora = recipe_lora()
     step_times: list[float] = []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, *args, **kwargs):
-            self.t = time.perf_counter()
-
-        def on_step_end(self, *args, **kwargs):
-            step_times.append(time.perf_counter() - self.t)
 
     def trivial(prompts, completions, **kwargs):
         return [float(len(str(c)) % 2) for c in completions]
 
     common = dict(model=load_model(a.model), args=config, train_dataset=datasets.Dataset.from_list(rows),
-                  processing_class=load_tokenizer(a.model), peft_config=lora, callbacks=[Timer()])
+                  processing_class=load_tokenizer(a.model), peft_config=lora, callbacks=[step_timer(step_times)])
     if variant == "empo":
         trainer = EmpoTrainer(reward_funcs=[build_reward("empo", a.G)], empo_args=EmpoArguments(), **common)
     else:

@@ -90,6 +90,7 @@ def test_server_mode_generation_on_cpu(tmp_path, default_model_path):
 
     from empo.model import load_model, load_tokenizer
     from empo.prompts import build_messages, get_prompt_config
+    from empo.rollout import prompt_token_ids
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,8 +111,7 @@ def test_server_mode_generation_on_cpu(tmp_path, default_model_path):
                 time.sleep(2)
         tok = load_tokenizer(default_model_path)
         prompt = get_prompt_config("boxed-example")
-        ids = [tok(tok.apply_chat_template(build_messages(q, prompt), add_generation_prompt=True, tokenize=False),
-                   add_special_tokens=False)["input_ids"] for q in ("What is 2 + 3?", "What is 6 * 7?")]
+        ids = [prompt_token_ids(tok, build_messages(q, prompt)) for q in ("What is 2 + 3?", "What is 6 * 7?")]
         out = client.generate(ids, n=1, temperature=0.0, max_tokens=24)
         assert out["prompt_ids"] == ids and len(out["completion_ids"]) == 2
         model = load_model(default_model_path)

@@ -21,6 +21,7 @@ def main(out_path: str) -> None:
     from empo.model import DEFAULT_MODEL, load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config
     from empo.rewards import build_reward
+    from empo.rollout import prompt_token_ids
     from empo.trainer import EmpoTrainer
 
     set_threads(None)
@@ -40,8 +41,7 @@ def main(out_path: str) -> None:
                                                  task_type="CAUSAL_LM"),
                           empo_args=EmpoArguments(entropy_filter=False))
     trainer.train()
-    ids = [tok(tok.apply_chat_template(build_messages(q, prompt), add_generation_prompt=True, tokenize=False),
-               add_special_tokens=False)["input_ids"] for q in PROMPTS]
+    ids = [prompt_token_ids(tok, build_messages(q, prompt)) for q in PROMPTS]
 
     def vllm_greedy():
         outs = trainer.vllm_generation.llm.generate([{"prompt_token_ids": i} for i in ids],
