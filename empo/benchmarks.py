@@ -1,8 +1,9 @@
 """Evaluation benchmarks: where each comes from and how its gold answers are graded.
 
-Each benchmark loads from a local directory (``--data-dir``: one ``<name>.jsonl`` per benchmark, rows with
-``id``, ``problem``, ``answer`` as in ``shared/data/README.md``) or, without one, from the Hugging Face hub
-with the column mapping below. ``arith`` is the built-in held-out arithmetic split and needs no data.
+Each benchmark loads, by default, from the repository's ``data/benchmarks/<name>.jsonl`` (rows with ``id``,
+``problem``, ``answer`` as in ``data/README.md``); ``--data-dir DIR`` reads ``DIR/<name>.jsonl`` instead, and
+``--data-dir hub`` (or a checkout without ``data/``) loads the Hugging Face hub dataset with the column mapping
+below. ``arith`` is the built-in held-out arithmetic split and needs no data.
 
 Gold rules (one grading implementation for training and evaluation: :func:`empo.answers.is_equivalent`,
 with these benchmark-specific additions):
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from empo.answers import canonical_form, is_equivalent, numeric_value
-from empo.data import DataError, DataSpec, load_questions
+from empo.data import DATA_DIR, DataError, DataSpec, load_questions
 
 #: The five benchmarks the EMPO paper averages over (its "Avg." column).
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
@@ -93,12 +94,22 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
+#: ``data_dir`` value that forces the hub source.
+HUB = "hub"
+
+
 def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> list[dict]:
-    """The benchmark's rows (``id``, ``problem``, ``answer`` and extra fields), first ``limit`` of them."""
+    """The benchmark's rows (``id``, ``problem``, ``answer`` and extra fields), first ``limit`` of them.
+
+    ``data_dir``: ``None`` -> the repository's ``data/benchmarks`` when it has the file, else the hub;
+    ``"hub"`` -> the hub; a directory -> ``<data_dir>/<name>.jsonl``.
+    """
     bench = get_benchmark(name)
     if bench.hub_id is None:
         return load_questions(DataSpec(name="arith", split="test"))[:limit]
-    if data_dir is not None:
+    if data_dir is None and (DATA_DIR / "benchmarks" / f"{name}.jsonl").is_file():
+        data_dir = DATA_DIR / "benchmarks"
+    if data_dir is not None and str(data_dir) != HUB:
         path = Path(data_dir).expanduser() / f"{name}.jsonl"
         if not path.is_file():
             raise DataError(f"benchmark file '{path}' does not exist (--data-dir holds one <benchmark>.jsonl each)")

@@ -88,7 +88,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--model", default=d.model, help="hub id, local directory or alias")
     p.add_argument("--adapter", default=None, help="LoRA adapter directory (e.g. a training output_dir)")
     p.add_argument("--benchmarks", default=d.benchmarks, help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
-    p.add_argument("--data-dir", default=None, help="directory with <benchmark>.jsonl files (default: the hub)")
+    p.add_argument("--data-dir", default=None, help="directory with <benchmark>.jsonl files (default: the repository's data/benchmarks; 'hub': the hub)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--prompt", default=d.prompt, help="prompt preset (boxed-example | qwen-math) or file")
     p.add_argument("--no-greedy", dest="greedy", action="store_false", help="skip the greedy pass")
@@ -199,6 +199,31 @@ def _merge(args) -> int:
     return 0
 
 
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="The repository's data files: check them against data/manifest.json, or "
+                                    "rebuild one from its hub source.")
+    p.add_argument("action", choices=["check", "prepare"], help="check: rows and sha256 of the committed files; "
+                                                               "prepare: rebuild NAME from the hub and verify it")
+    p.add_argument("name", nargs="?", default=None, help="file name without .jsonl (e.g. gsm8k, numina_math_20k)")
+    p.set_defaults(func=_data)
+
+
+def _data(args) -> int:
+    from empo import manifest
+
+    if args.action == "prepare":
+        if not args.name:
+            raise ValueError(f"prepare needs a NAME; known: {', '.join(sorted(manifest.load_manifest()))}")
+        print(f"wrote {manifest.prepare(args.name)} (matches data/manifest.json)")
+        return 0
+    problems = manifest.check(args.name)
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"{args.name or 'all data files'}: rows and sha256 match data/manifest.json")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="empo", description="Label-free RL post-training (EMPO) on TRL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_compare(sub)
     _add_merge(sub)
+    _add_data(sub)
     return parser
 
 

@@ -173,7 +173,8 @@ class EvalBlock:
 
     name: str = field(metadata={"help": "Folder name of this block's evals."})
     benchmarks: str = field(default="arith", metadata={"help": "Comma-separated benchmark names."})
-    data_dir: str | None = field(default=None, metadata={"help": "Local benchmark directory (default: hub)."})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "Benchmark directory (default: the repository's data/benchmarks; 'hub': the hub)."})
     limit: int | None = field(default=None, metadata={"help": "First N problems of each benchmark."})
     greedy: bool = field(default=True, metadata={"help": "Greedy pass."})
     n: int = field(default=0, metadata={"help": "Sampled completions per problem."})

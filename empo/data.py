@@ -1,4 +1,8 @@
-"""Question sources: the built-in arithmetic task, local JSONL/JSON/parquet files, and hub datasets.
+"""Question sources: the built-in arithmetic task, the repository's data files, local files, and hub datasets.
+
+A dataset name is resolved in this order: ``arith[:levels]``; an existing path (``.jsonl``/``.json``/``.parquet``);
+the name of a file in the repository's ``data/`` (``math500`` is ``data/benchmarks/math500.jsonl``,
+``numina_math_20k`` is ``data/train/numina_math_20k.jsonl``; see ``data/README.md``); otherwise a hub dataset id.
 
 Every source comes out as a list of rows with the same three columns, whatever it called them:
 ``id``, ``problem`` (the question) and ``answer`` (the gold answer, or ``None`` for unlabeled data).
@@ -37,6 +41,21 @@ class DataSpec:
 
 ARITH_DEFAULT_SIZE = {"train": 2000, "test": 200}
 
+#: The repository's committed data (benchmarks and training prompts; ``data/manifest.json`` lists them).
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_SUBDIRS = ("benchmarks", "train")
+
+
+def repo_data_file(name: str) -> Path | None:
+    """``data/<benchmarks|train>/<name>.jsonl`` when ``name`` is a bare name of a committed file, else ``None``."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    for sub in DATA_SUBDIRS:
+        path = DATA_DIR / sub / f"{name}.jsonl"
+        if path.is_file():
+            return path
+    return None
+
 
 def load_questions(spec: DataSpec, transform: Callable[[dict], dict] | None = None) -> list[dict]:
     """Rows of ``spec`` in the common schema; ``transform`` first rewrites each raw row (e.g. GSM8K's '#### 18')."""
@@ -45,14 +64,14 @@ def load_questions(spec: DataSpec, transform: Callable[[dict], dict] | None = No
         levels = tuple(lv for lv in name.partition(":")[2].split(",") if lv) or arithmetic.DEFAULT_LEVELS
         n = spec.limit or ARITH_DEFAULT_SIZE.get(spec.split, 200)
         return arithmetic.generate(spec.split, n, levels=levels, seed=spec.seed)
-    path = Path(name).expanduser()
+    path = repo_data_file(name) or Path(name).expanduser()
     if path.suffix in (".jsonl", ".json", ".parquet") or path.exists():
         if not path.is_file():
             raise DataError(f"dataset file '{name}' does not exist")
         raw = _read_local(path)
         where = str(path)
     else:
-        raw = _read_hub(spec)
+        raw = read_hub(spec)
         where = f"hub dataset '{name}' (split '{spec.split}')"
     if transform is not None:
         raw = [_transform(transform, r, i, where) for i, r in enumerate(raw)]
@@ -70,7 +89,8 @@ def _read_local(path: Path) -> list[dict]:
         rows = json.loads(text)
     else:
         rows = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        # split on "\n" only: str.splitlines() would also split at U+2028 and other separators inside strings
+        for lineno, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -83,7 +103,7 @@ def _read_local(path: Path) -> list[dict]:
     return rows
 
 
-def _read_hub(spec: DataSpec) -> list[dict]:
+def read_hub(spec: DataSpec) -> list[dict]:
     import datasets
 
     try:

@@ -34,7 +34,8 @@ class EvalConfig:
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter directory.", "resume_key": True})
     benchmarks: str = field(default="arith", metadata={"help": "Comma-separated benchmark names."})
     data_dir: str | None = field(default=None, metadata={
-        "help": "Directory with one <benchmark>.jsonl each (id, problem, answer); default: the hub."})
+        "help": "Directory with one <benchmark>.jsonl each (id, problem, answer); default: the repository's "
+                "data/benchmarks (the hub for a benchmark it lacks); 'hub': the hub."})
     limit: int | None = field(default=None, metadata={"help": "First N problems of each benchmark."})
     prompt: str = field(default="boxed-example", metadata={"help": "Prompt preset or file.", "resume_key": True})
     greedy: bool = field(default=True, metadata={"help": "Run the greedy pass (the paper's pass@1).",

@@ -3,14 +3,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data (benchmark files for tests) is not beside the project")
-    return SHARED_DATA
+def repo_data() -> Path:
+    """The repository's data/ (benchmarks and training prompts, committed; data/manifest.json)."""
+    return ROOT / "data"
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from empo.answers import (
     numeric_value,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 BENCHMARKS = ["math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gsm8k"]
 
 
@@ -267,13 +267,9 @@ def test_fast_paths_do_not_call_mathverify(monkeypatch):
 
 
 def _golds():
-    if not (DATA / "benchmarks").is_dir():
-        pytest.skip("../shared/data (benchmark files for tests) is not beside the project")
     out = []
     for name in BENCHMARKS:
         path = DATA / "benchmarks" / f"{name}.jsonl"
-        if not path.exists():
-            pytest.skip(f"{path} is missing")
         with path.open() as f:
             out += [(name, json.loads(line)["answer"]) for line in f if line.strip()]
     return out

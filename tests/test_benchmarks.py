@@ -1,4 +1,4 @@
-"""Benchmark loading and the benchmark-specific gold rules, on the real files in ../shared/data."""
+"""Benchmark loading and the benchmark-specific gold rules, on the real files in the repository's data/."""
 
 import json
 import time
@@ -7,15 +7,15 @@ import pytest
 
 import empo._mathverify_pool as pool
 from empo import data as data_module
-from empo.benchmarks import BENCHMARKS, get_benchmark, grade, load_benchmark, split_top_level
+from empo.benchmarks import BENCHMARKS, HUB, get_benchmark, grade, load_benchmark, split_top_level
 from empo.data import DataError
 
 EXPECTED_ROWS = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "amc23": 40, "gsm8k": 1319}
 
 
 @pytest.fixture(scope="module")
-def bench_dir(shared_data):
-    return shared_data / "benchmarks"
+def bench_dir(repo_data):
+    return repo_data / "benchmarks"
 
 
 def row_by_answer(rows, answer):
@@ -114,13 +114,13 @@ def test_hub_rows_are_mapped_to_the_local_schema(monkeypatch):
         seen.append((spec.name, spec.subset, spec.split))
         return fake[spec.name]
 
-    monkeypatch.setattr(data_module, "_read_hub", read_hub)
-    assert load_benchmark("gsm8k")[0]["answer"] == "1012"
-    olympiad = load_benchmark("olympiadbench")[0]
+    monkeypatch.setattr(data_module, "read_hub", read_hub)
+    assert load_benchmark("gsm8k", HUB)[0]["answer"] == "1012"
+    olympiad = load_benchmark("olympiadbench", HUB)[0]
     assert olympiad["answer"] == "69, 84" and olympiad["id"] == "7"
     assert grade(get_benchmark("olympiadbench"), "84,69", olympiad)
-    assert load_benchmark("amc23")[0]["answer"] == "27"
-    math500 = load_benchmark("math500")[0]
+    assert load_benchmark("amc23", HUB)[0]["answer"] == "27"
+    math500 = load_benchmark("math500", HUB)[0]
     assert math500["id"] == "test/a/1.json" and math500["level"] == 2 and math500["problem"] == "Q?"
     assert ("openai/gsm8k", "main", "test") in seen and ("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train") in seen
 
@@ -141,3 +141,12 @@ def test_registry_documents_every_benchmark():
 
     for name in BENCHMARKS:
         assert f"**{name}**" in module.__doc__ or name in ("arith", "math500"), name
+
+
+def test_a_benchmark_name_defaults_to_the_repository_data(monkeypatch):
+    def no_hub(spec):
+        raise AssertionError(f"the hub was asked for {spec.name}")
+
+    monkeypatch.setattr(data_module, "read_hub", no_hub)
+    for name, count in EXPECTED_ROWS.items():
+        assert len(load_benchmark(name)) == count

