@@ -78,11 +78,11 @@ def _rollout(args) -> int:
     return 0
 
 
-def _add_eval(sub) -> None:
+def _add_eval(sub, suite: dict | None = None) -> None:
     from empo.benchmarks import BENCHMARKS
     from empo.evaluation import EvalConfig
 
-    d = EvalConfig()
+    d = EvalConfig(**(suite or {}))
     p = sub.add_parser("eval", help="Evaluate a model, checkpoint or LoRA adapter on math benchmarks "
                                     "(greedy pass@1; --n for avg@n, pass@k, maj@k).")
     p.add_argument("--model", default=d.model, help="hub id, local directory or alias")
@@ -91,7 +91,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--data-dir", default=None, help="directory with <benchmark>.jsonl files (default: the repository's data/benchmarks; 'hub': the hub)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--prompt", default=d.prompt, help="prompt preset (boxed-example | qwen-math) or file")
-    p.add_argument("--no-greedy", dest="greedy", action="store_false", help="skip the greedy pass")
+    p.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=d.greedy,
+                   help="run the greedy pass (the paper's pass@1); --no-greedy skips it")
     p.add_argument("--n", type=int, default=d.n, help="sampled completions per problem (0: greedy only)")
     p.add_argument("--temperature", type=float, default=d.temperature)
     p.add_argument("--top-p", type=float, default=d.top_p)
@@ -103,6 +104,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--dtype", default=d.dtype)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--output-dir", default=d.output_dir)
+    p.add_argument("--suite", default=None, help="evaluation protocol file (eval/suites/*.yaml); flags override it")
     p.set_defaults(func=_eval)
 
 
@@ -224,12 +226,13 @@ def _data(args) -> int:
     return 1 if problems else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(eval_suite: dict | None = None) -> argparse.ArgumentParser:
+    """The CLI; ``eval_suite`` (a loaded suite file) becomes ``empo eval``'s defaults, so flags still override it."""
     parser = argparse.ArgumentParser(prog="empo", description="Label-free RL post-training (EMPO) on TRL.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_rollout(sub)
     _add_train(sub)
-    _add_eval(sub)
+    _add_eval(sub, eval_suite)
     _add_compare(sub)
     _add_merge(sub)
     _add_data(sub)
@@ -245,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     from empo.vllm_backend import VLLMUnavailable
 
     try:
+        if getattr(args, "suite", None):
+            from empo.evaluation import load_suite
+
+            args = build_parser(eval_suite=load_suite(args.suite)).parse_args(argv)
         return args.func(args)
     except (ValueError, VLLMUnavailable, ModelResolutionError) as e:  # bad input or a missing extra: one line
         if os.environ.get("EMPO_DEBUG"):

@@ -59,11 +59,15 @@ class EmpoArguments:
 
 def check_recipe_keys(config: dict, dataclass_types) -> None:
     """Raise one error naming every unknown recipe key (with the closest known key) before anything loads."""
-    known = {f.name for dc in dataclass_types for f in fields(dc)} | {"env"}
+    check_known_keys(config, {f.name for dc in dataclass_types for f in fields(dc)} | {"env"}, "recipe")
+
+
+def check_known_keys(config: dict, known: set[str], what: str) -> None:
+    """Raise one error naming every key of ``config`` not in ``known``, each with the closest known key."""
     unknown = [k for k in config if k not in known]
     if unknown:
         hints = []
         for k in unknown:
             close = difflib.get_close_matches(k, known, n=1)
             hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise ValueError(f"unknown recipe key(s): {', '.join(hints)}")
+        raise ValueError(f"unknown {what} key(s): {', '.join(hints)}")

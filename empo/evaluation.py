@@ -51,6 +51,8 @@ class EvalConfig:
         "resume_key": True})
     dtype: str = field(default="float32", metadata={"help": "Model dtype.", "resume_key": True})
     output_dir: str = field(default="runs/eval", metadata={"help": "Where samples, summary and report go."})
+    suite: str | None = field(default=None, metadata={
+        "help": "Suite file (eval/suites/*.yaml) the protocol came from; flags given beside it override it."})
 
     def benchmark_names(self) -> list[str]:
         names = [b.strip() for b in self.benchmarks.split(",") if b.strip()]
@@ -67,6 +69,35 @@ class EvalConfig:
         if not out:
             raise ValueError("nothing to evaluate: --no-greedy needs --n > 0")
         return out
+
+
+#: What a suite file may set: the protocol, not the model under test or where the results go.
+SUITE_KEYS = ("benchmarks", "data_dir", "limit", "prompt", "greedy", "n", "temperature", "top_p", "max_new_tokens",
+              "seed", "batch_size", "backend", "dtype")
+
+
+def load_suite(path: str | Path) -> dict:
+    """An evaluation protocol from a YAML file (``eval/suites/``): a mapping of ``SUITE_KEYS``; unknown keys are named."""
+    import yaml
+
+    from empo.configs import check_known_keys
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"suite file '{path}' does not exist")
+    try:
+        suite = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"suite file '{path}' is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(suite, dict):
+        raise ValueError(f"suite file '{path}' must be a mapping of {', '.join(SUITE_KEYS)}")
+    try:
+        check_known_keys(suite, set(SUITE_KEYS), "suite")
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if isinstance(suite.get("benchmarks"), list):
+        suite["benchmarks"] = ",".join(suite["benchmarks"])
+    return suite
 
 
 def load_data(config: EvalConfig) -> dict[str, list[dict]]:

@@ -1,6 +1,7 @@
 """`empo eval`: metrics on scripted completions, resume after a kill, settings checks, and a real run."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,39 @@ def test_cli_end_to_end_on_the_default_model(tmp_path, default_model_path, capsy
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["benchmarks"]["arith"]["greedy"]["mean"] <= 1.0
     assert summary["this_run"]["arith/greedy"]["generated_tokens"] > 0
+
+
+def test_suite_files_fill_eval_settings_and_flags_override(tmp_path):
+    from empo.cli import build_parser
+    from empo.evaluation import EvalConfig, load_suite
+
+    root = Path(__file__).resolve().parents[1] / "eval" / "suites"
+    suites = {p.stem: load_suite(p) for p in sorted(root.glob("*.yaml"))}
+    assert {"paper_math", "gsm8k", "cpu_default"} <= set(suites)
+    paper = suites["paper_math"]
+    assert paper["benchmarks"] == "math500,minerva_math,olympiadbench,aime24,amc23"
+    assert paper["prompt"] == "qwen-math" and paper["greedy"] and paper["max_new_tokens"] >= 3072
+    for suite in suites.values():
+        EvalConfig(**suite).benchmark_names()  # every benchmark named exists
+    argv = ["eval", "--suite", str(root / "paper_math.yaml"), "--limit", "3", "--max-new-tokens", "64"]
+    args = build_parser(eval_suite=paper).parse_args(argv)
+    assert (args.limit, args.max_new_tokens, args.prompt, args.greedy) == (3, 64, "qwen-math", True)
+    assert args.benchmarks == paper["benchmarks"]
+    args = build_parser(eval_suite=suites["cpu_default"]).parse_args(["eval", "--no-greedy"])
+    assert args.greedy is False and args.n == 8
+
+
+def test_bad_suite_is_one_line_naming_the_key(tmp_path, capsys):
+    from empo.cli import main as cli_main
+
+    bad = tmp_path / "s.yaml"
+    bad.write_text("benchmarks: [arith]\nmax_new_token: 64\n")
+    assert cli_main(["eval", "--suite", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown suite key(s): 'max_new_token' (did you mean 'max_new_tokens'?)" in err and "s.yaml" in err
+    assert len(err.splitlines()) == 1
+    bad.write_text("benchmarks: [arith\n")
+    assert cli_main(["eval", "--suite", str(bad)]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    assert cli_main(["eval", "--suite", str(tmp_path / "missing.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
