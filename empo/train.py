@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     empo_args, training_args, model_args = parse_args(argv)
     validate(empo_args, training_args)
 
+    from transformers.trainer_callback import ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
@@ -122,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                    CollapseMonitor(early_stop=empo_args.collapse_early_stop, patience=empo_args.collapse_patience)],
         empo_args=empo_args,
     )
+    if trainer.pop_callback(ProgressCallback) is not None:  # a bar with live figures instead of one dict per step
+        from empo.run_report import LiveProgress
+
+        trainer.add_callback(LiveProgress())
     out = Path(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         atomic_write_json(out / "empo_run.json", {
@@ -132,11 +138,39 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = get_last_checkpoint(str(out))
         if checkpoint:
             print(f"[empo] resuming from {checkpoint}", file=sys.stderr)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    first_step = _checkpoint_step(checkpoint)
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        if trainer.accelerator.is_main_process:
+            _report(trainer, empo_args, first_step, time.perf_counter() - started, interrupted=True)
+        return 130
     trainer.save_model(str(out))
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(str(out))
+        _report(trainer, empo_args, first_step, time.perf_counter() - started)
     return 0
+
+
+def _checkpoint_step(checkpoint) -> int:
+    """The global step a run resumes from: N of '.../checkpoint-N' (0 for a fresh run)."""
+    tail = str(checkpoint or "").rstrip("/").rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _report(trainer, empo_args, first_step: int, seconds: float, interrupted: bool = False) -> None:
+    """The end of a run: training_curves.png, then the summary on stdout (main process only)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from empo.run_report import format_summary, plot_training_curves, summarize_run
+
+    out = Path(trainer.args.output_dir)
+    if (out / "metrics.jsonl").exists():
+        plot_training_curves(out / "metrics.jsonl", out / "training_curves.png", title=out.name)
+    summary = summarize_run(out, first_step, seconds, interrupted=interrupted,
+                            checkpoint=get_last_checkpoint(str(out)) if out.is_dir() else None)
+    print("\n" + format_summary(summary, prompt=empo_args.prompt, dataset=empo_args.dataset_name), flush=True)
 
 
 if __name__ == "__main__":

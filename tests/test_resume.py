@@ -47,6 +47,7 @@ def test_killed_run_resumes(tmp_path, default_model_path):
     resumed = subprocess.run(command(killed), env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "checkpoint-2" in resumed.stderr
+    assert "empo train finished: steps 2 -> 4" in resumed.stdout and (killed / "training_curves.png").exists()
     state = json.loads((killed / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     done, ref = rows_by_step(killed), rows_by_step(reference)
@@ -54,3 +55,20 @@ def test_killed_run_resumes(tmp_path, default_model_path):
     # same seeds, same start: identical first-step completions and rewards
     assert done[0]["completions"] == ref[0]["completions"] and done[0]["rewards"] == ref[0]["rewards"]
     assert (killed / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_a_checkpoint_says_where_to_resume(tmp_path, default_model_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    out = tmp_path / "run"
+    proc = subprocess.Popen(command(out), env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 600
+    while not (out / "checkpoint-2" / "trainer_state.json").exists():
+        assert proc.poll() is None, "run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    stdout, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stdout
+    assert "empo train interrupted: steps 0 -> " in stdout
+    assert f"last checkpoint: {out}/checkpoint-2; the same command resumes from it" in stdout
