@@ -203,7 +203,7 @@ def _fresh_empo_state() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
     ap.add_argument("--groups", type=int, default=512)
     ap.add_argument("--group-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)

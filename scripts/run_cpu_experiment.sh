@@ -2,7 +2,7 @@
 # The reproducible CPU experiment: base vs EMPO vs gold-reward GRPO vs random reward, 3 seeds each, on the
 # embedded default model; evaluated on held-out arithmetic and a GSM8K subset; report in
 # runs/experiments/arith-controls-cpu/compare/report.md. Resumable: run it again after a kill.
-# The GSM8K block reads ../shared/data/benchmarks (machines without the hub); elsewhere drop its data_dir.
+# Both eval blocks read the repository's data/ (no hub needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" TOKENIZERS_PARALLELISM=false

