@@ -120,7 +120,7 @@ def _eval(args) -> int:
     print(f"[empo] eval: {', '.join(f'{k} ({len(v)})' for k, v in data.items())}; model {config.model}"
           f"{' + ' + config.adapter if config.adapter else ''}, {threads} threads -> {config.output_dir}",
           file=sys.stderr)
-    summary = run_eval(config, generator, data)
+    summary = run_eval(config, generator, data, command=["empo", *args.argv])
     print(format_report(summary))
     for key, t in summary["this_run"].items():
         if t["tokens_per_second"]:
@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             from empo.evaluation import load_suite
 
             args = build_parser(eval_suite=load_suite(args.suite)).parse_args(argv)
+        args.argv = argv  # recorded with published results
         return args.func(args)
     except (ValueError, VLLMUnavailable, ModelResolutionError) as e:  # bad input or a missing extra: one line
         if os.environ.get("EMPO_DEBUG"):

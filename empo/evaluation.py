@@ -22,6 +22,7 @@ from empo.groups import analyse_group
 from empo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
 from empo.metrics import maj_at_k, mean_with_ci, pass_at_k
 from empo.prompts import build_messages, get_prompt_config
+from empo.provenance import format_provenance
 from empo.rollout import SamplingConfig
 
 
@@ -264,6 +265,8 @@ def format_report(summary: dict) -> str:
              + (f", sampled n={n} at T={config['temperature']}, top-p {config['top_p']}" if n else "")
              + (f", first {config['limit']} problems of each benchmark" if config["limit"] else "")
              + ". Intervals: 95% bootstrap over problems.", ""]
+    if "provenance" in summary:
+        lines += [format_provenance(summary["provenance"]), ""]
     cols = ["benchmark", "problems"]
     if config["greedy"]:
         cols += ["greedy acc", "boxed", "tokens"]
@@ -309,8 +312,11 @@ def prepare(config: EvalConfig) -> dict[str, list[dict]]:
     return load_data(config)
 
 
-def run_eval(config: EvalConfig, generator, data: dict[str, list[dict]] | None = None, progress: bool = True) -> dict:
-    """Generate what is missing, then write summary.json and report.md; return the summary."""
+def run_eval(config: EvalConfig, generator, data: dict[str, list[dict]] | None = None, progress: bool = True,
+             command: list[str] | None = None) -> dict:
+    """Generate what is missing, then write summary.json and report.md (with their provenance); return the summary."""
+    from empo.provenance import provenance
+
     out = Path(config.output_dir)
     data = prepare(config) if data is None else data
     out.mkdir(parents=True, exist_ok=True)
@@ -318,6 +324,7 @@ def run_eval(config: EvalConfig, generator, data: dict[str, list[dict]] | None =
     timings = generate_and_grade(config, data, generator, progress=progress)
     summary = summarize(config, data)
     summary["this_run"] = timings
+    summary["provenance"] = provenance(command)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "report.md", format_report(summary))
     return summary

@@ -114,6 +114,10 @@ def test_cli_end_to_end_on_the_default_model(tmp_path, default_model_path, capsy
     summary = json.loads((out / "summary.json").read_text())
     assert 0.0 <= summary["benchmarks"]["arith"]["greedy"]["mean"] <= 1.0
     assert summary["this_run"]["arith/greedy"]["generated_tokens"] > 0
+    prov = summary["provenance"]  # published numbers say where they came from
+    assert prov["command"] == f"empo eval --limit 4 --n 2 --max-new-tokens 32 --threads 2 --output-dir {out}"
+    assert prov["commit"] and "CPU cores" in prov["machine"] and prov["versions"]["trl"] and prov["date"]
+    assert f"Command: `{prov['command']}`" in (out / "report.md").read_text()
 
 
 def test_suite_files_fill_eval_settings_and_flags_override(tmp_path):
