@@ -8,10 +8,16 @@ pools).  Here every ``math_verify.parse``/``math_verify.verify`` call runs in a 
   state or threads).  It talks over two pipes with :class:`multiprocessing.connection.Connection` framing.
   Tasks run in the worker's main thread, where a *soft* timer (``signal.setitimer``, raising math-verify's
   own ``TimeoutException``) bounds each operation.  Parsed answers are cached in the worker (LRU by string).
-* **One task per group.**  The caller sends all distinct strings of a group at once; the worker parses each
-  and then compares pairs of still-separate components (union-find), skipping pairs already joined and pairs of
-  two numeric answers (the caller decides those exactly).  It streams one small message per operation, so the
-  caller knows which operation is in flight.
+* **One task per group.**  The caller sends all distinct strings of a group at once; the worker takes them in
+  order, parsing each and comparing it with the earlier strings of still-separate components (union-find),
+  skipping pairs already joined and pairs of two numeric answers (the caller decides those exactly).  It
+  streams one small message per operation, so the caller knows which operation is in flight.
+* **Group budget.**  With ``budget`` seconds, the whole task stops when they run out: the soft timer of each
+  operation is cut to what is left, an operation cut that way blames nobody (it is not cached, counted or
+  poisoning), and the caller stops waiting ``0.5`` s past the deadline (killing a worker stuck in C code).
+  What was not compared stays apart.  Strings come short first (:mod:`empo.clustering` sorts them), so the
+  ordinary answers are settled before a long pathological one is touched.  Starting a fresh worker (after a
+  kill) is not counted in the budget.
 * **Hard timeout in the caller.**  The caller waits at most ``timeout + max(2, timeout / 2)`` seconds for each
   message.  When the worker overruns (C code the soft timer cannot interrupt) or dies, it is killed, the
   in-flight operation is recorded as failed (parse failure or "not equivalent"), and the task resumes on a
@@ -146,16 +152,21 @@ class _Job(UnionFind):
 
     def pairs(self):
         """Pairs still worth comparing, in a fixed order; evaluated lazily as components grow."""
-        n = len(self.strings)
-        for i in range(n):
-            for j in range(i + 1, n):
-                if i in self.poison:
-                    break
-                if j in self.poison or (self.numeric[i] and self.numeric[j]) or (i, j) in self.skip:
-                    continue
-                if self.find(i) == self.find(j):
-                    continue
-                yield i, j
+        for j in range(1, len(self.strings)):
+            yield from self.pairs_with(j)
+
+    def pairs_with(self, j: int):
+        """Pairs ``(i, j)``, ``i < j``, still worth comparing: all pairs among the first ``j + 1`` strings are
+        settled before string ``j + 1`` is touched (callers sort strings short first, so a group budget cuts the
+        long tail, not the ordinary answers)."""
+        for i in range(j):
+            if j in self.poison:
+                return
+            if i in self.poison or (self.numeric[i] and self.numeric[j]) or (i, j) in self.skip:
+                continue
+            if self.find(i) == self.find(j):
+                continue
+            yield i, j
 
     def apply(self, i: int, j: int, equal: bool, timed_out: bool) -> None:
         self.results.append((i, j, equal, timed_out))
@@ -174,7 +185,7 @@ class _Job(UnionFind):
 
 def _run_job(job: _Job, send: Callable, timed: Callable, parse: Callable, equal: Callable,
              soft: float | None = None, budget: float | None = None) -> None:
-    """Parse every string, then compare pairs of separate components; ``send`` streams progress.
+    """Parse each string, then compare it with the earlier ones of separate components; ``send`` streams progress.
 
     ``budget`` (seconds, None: none) bounds the whole job: each operation's soft limit is cut to what is left,
     and an operation cut short by the budget (rather than by its own ``soft`` timeout) is not recorded -- it is
@@ -192,31 +203,30 @@ def _run_job(job: _Job, send: Callable, timed: Callable, parse: Callable, equal:
         job.over_budget = True
         send(("done", job.labels(), True))
 
-    for i, s in enumerate(job.strings):
-        if i in job.poison:
-            continue
-        limit = left()
-        if limit is not None and limit <= 0:
-            return over_budget()
-        send(("p", i))
-        _, timed_out = timed(lambda: parse(s), limit)
-        if timed_out:
-            if cut_by_budget(limit):
+    for j, s in enumerate(job.strings):  # string j is parsed, then compared with the strings before it
+        if j not in job.poison:
+            limit = left()
+            if limit is not None and limit <= 0:
                 return over_budget()
-            job.poison.add(i)
-            send(("x", i))
-    for i, j in job.pairs():
-        limit = left()
-        if limit is not None and limit <= 0:
-            return over_budget()
-        send(("b", i, j))
-        a, b = job.strings[i], job.strings[j]
-        res, timed_out = timed(lambda: equal(a, b), limit)
-        if timed_out and cut_by_budget(limit):
-            return over_budget()
-        res = bool(res)
-        job.apply(i, j, res, timed_out)
-        send(("r", i, j, res, timed_out))
+            send(("p", j))
+            _, timed_out = timed(lambda: parse(s), limit)
+            if timed_out:
+                if cut_by_budget(limit):
+                    return over_budget()
+                job.poison.add(j)
+                send(("x", j))
+        for i, _ in job.pairs_with(j):
+            limit = left()
+            if limit is not None and limit <= 0:
+                return over_budget()
+            send(("b", i, j))
+            a, b = job.strings[i], job.strings[j]
+            res, timed_out = timed(lambda: equal(a, b), limit)
+            if timed_out and cut_by_budget(limit):
+                return over_budget()
+            res = bool(res)
+            job.apply(i, j, res, timed_out)
+            send(("r", i, j, res, timed_out))
     send(("done", job.labels()))
 
 
