@@ -421,6 +421,8 @@ def run_sweep(sweep: Sweep, allow: set[str] = frozenset(), progress: bool = True
             if (run / "adapter_config.json").exists():
                 continue
             print(f"[empo] sweep: training {run}", file=sys.stderr)
-            subprocess.run(sweep.train_command(reward, seed), check=True)
+            rc = subprocess.run(sweep.train_command(reward, seed), check=False).returncode
+            if rc != 0:  # its own message (e.g. a refused resume) is on stderr just above
+                raise CompareError(f"training {run} failed (exit status {rc}); the sweep stops here")
     dirs = [sweep.run_dir(r, s) for r in sweep.rewards for s in sweep.seeds]
     return compare(dirs, sweep.blocks(), Path(sweep.output_root) / "compare", allow=allow, progress=progress)
