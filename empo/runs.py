@@ -7,7 +7,8 @@ the *defining* settings first, before any model loads:
 * equal -> the run resumes (from its last checkpoint, if any) and the record is rewritten atomically, so the
   non-defining settings it holds (e.g. an extended ``max_steps``) are the latest ones;
 * different -> :class:`~empo.errors.RunDirectoryError` listing every ``key: old -> new``; the record and the
-  directory are left untouched. To go on, pick a new ``output_dir``, or pass ``--restart true``, which moves
+  directory are left untouched. (A record with no training output beside it -- no checkpoint, metrics, samples
+  or adapter: a start that failed before its first step -- describes nothing and is simply replaced.) To go on, pick a new ``output_dir``, or pass ``--restart true``, which moves
   everything in the directory into ``<output_dir>.replaced-<UTC time>/`` (nothing is deleted) and starts afresh.
 
 A directory with checkpoints but no record is refused the same way: nothing says what made them.
@@ -92,8 +93,16 @@ def defining_differences(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+#: Files a run writes once it trains (besides checkpoint-* directories).
+OUTPUTS = ("metrics.jsonl", "samples.jsonl", "adapter_config.json", "model.safetensors")
+
+
 def _has_checkpoints(out: Path) -> bool:
     return any(p.is_dir() and p.name.startswith("checkpoint-") for p in out.iterdir())
+
+
+def _has_training_output(out: Path) -> bool:
+    return _has_checkpoints(out) or any((out / name).exists() for name in OUTPUTS)
 
 
 def _move_aside(out: Path) -> Path | None:
@@ -125,7 +134,7 @@ def check_run_directory(out: str | os.PathLike, record: dict) -> None:
         except (OSError, json.JSONDecodeError) as e:
             raise RunDirectoryError(f"{path} cannot be read ({e}); {how}") from None
         diffs = defining_differences(before, record)
-        if diffs:
+        if diffs and _has_training_output(out):
             raise RunDirectoryError(f"{out} holds a run with other settings ({'; '.join(diffs)}); "
                                     f"resuming would train it with settings it never recorded; {how}")
     elif out.is_dir() and _has_checkpoints(out):

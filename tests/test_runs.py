@@ -93,6 +93,18 @@ def test_restart_moves_the_old_run_aside(tmp_path):
     assert json.loads((out / RECORD).read_text())["training"]["learning_rate"] == 0.5
 
 
+def test_a_record_without_training_output_is_replaced(tmp_path):
+    """A start that failed before its first step (e.g. the model did not load) trained nothing under its record."""
+    first, _ = record_for(tmp_path)
+    prepare_run_directory(tmp_path, first)
+    changed, _ = record_for(tmp_path, "--learning_rate", "0.5")
+    prepare_run_directory(tmp_path, changed)
+    assert json.loads((tmp_path / RECORD).read_text())["training"]["learning_rate"] == 0.5
+    (tmp_path / "samples.jsonl").write_text("{}\n")
+    with pytest.raises(RunDirectoryError, match=r"learning_rate: 0\.5 -> 0\.0001"):
+        prepare_run_directory(tmp_path, first)
+
+
 def test_checkpoints_without_a_record_are_refused(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
     record, _ = record_for(tmp_path)
@@ -110,6 +122,7 @@ def test_cli_refuses_a_changed_resume_in_one_line_before_the_model_loads(tmp_pat
     monkeypatch.setattr(empo.model, "load_tokenizer", no_load)
     first, _ = record_for(tmp_path)
     prepare_run_directory(tmp_path, first)
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
     before = (tmp_path / RECORD).read_bytes()
     rc = cli_main(["train", "--learning_rate", "0.5", "--max_steps", "31", "--output_dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
