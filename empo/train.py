@@ -4,7 +4,9 @@
     accelerate launch --config_file recipes/accelerate_configs/ddp.yaml -m empo.train --config <recipe>
     torchrun --nproc_per_node 2 -m empo.train --config <recipe>
 
-A run started again with the same command resumes from the last checkpoint in ``output_dir``.
+A run started again with the same command resumes from the last checkpoint in ``output_dir``; started with other
+defining settings it is refused before the model loads (``empo.runs``; ``--restart true`` starts afresh). One
+process writes an ``output_dir`` at a time (``empo.io.DirectoryLock``).
 """
 
 from __future__ import annotations
