@@ -8,10 +8,16 @@ pools).  Here every ``math_verify.parse``/``math_verify.verify`` call runs in a 
   state or threads).  It talks over two pipes with :class:`multiprocessing.connection.Connection` framing.
   Tasks run in the worker's main thread, where a *soft* timer (``signal.setitimer``, raising math-verify's
   own ``TimeoutException``) bounds each operation.  Parsed answers are cached in the worker (LRU by string).
-* **One task per group.**  The caller sends all distinct strings of a group at once; the worker parses each
-  and then compares pairs of still-separate components (union-find), skipping pairs already joined and pairs of
-  two numeric answers (the caller decides those exactly).  It streams one small message per operation, so the
-  caller knows which operation is in flight.
+* **One task per group.**  The caller sends all distinct strings of a group at once; the worker takes them in
+  order, parsing each and comparing it with the earlier strings of still-separate components (union-find),
+  skipping pairs already joined and pairs of two numeric answers (the caller decides those exactly).  It
+  streams one small message per operation, so the caller knows which operation is in flight.
+* **Group budget.**  With ``budget`` seconds, the whole task stops when they run out: the soft timer of each
+  operation is cut to what is left, an operation cut that way blames nobody (it is not cached, counted or
+  poisoning), and the caller stops waiting ``0.5`` s past the deadline (killing a worker stuck in C code).
+  What was not compared stays apart.  Strings come short first (:mod:`empo.clustering` sorts them), so the
+  ordinary answers are settled before a long pathological one is touched.  Starting a fresh worker (after a
+  kill) is not counted in the budget.
 * **Hard timeout in the caller.**  The caller waits at most ``timeout + max(2, timeout / 2)`` seconds for each
   message.  When the worker overruns (C code the soft timer cannot interrupt) or dies, it is killed, the
   in-flight operation is recorded as failed (parse failure or "not equivalent"), and the task resumes on a
@@ -50,6 +56,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict
 from typing import Callable
 
@@ -119,7 +126,7 @@ class UnionFind:
 class _Job(UnionFind):
     """Union-find state of one group: strings, numeric flags, components, skipped pairs, poisoned strings."""
 
-    __slots__ = ("strings", "numeric", "skip", "poison", "tcount", "results")
+    __slots__ = ("strings", "numeric", "skip", "poison", "tcount", "results", "over_budget")
 
     def __init__(self, strings, numeric, parent=None, skip=(), poison=(), tcount=None):
         self.strings = list(strings)
@@ -131,6 +138,11 @@ class _Job(UnionFind):
         self.poison = set(poison)
         self.tcount = dict(tcount or {})
         self.results: list[tuple[int, int, bool, bool]] = []
+        self.over_budget = False
+
+    def timed_out(self) -> set[int]:
+        """Strings with a timeout on record: now, or (poisoned) earlier in the run."""
+        return {k for k, c in self.tcount.items() if c} | set(self.poison)
 
     def payload(self):
         return (self.strings, self.numeric, self.parent, sorted(self.skip), sorted(self.poison), self.tcount)
@@ -140,16 +152,21 @@ class _Job(UnionFind):
 
     def pairs(self):
         """Pairs still worth comparing, in a fixed order; evaluated lazily as components grow."""
-        n = len(self.strings)
-        for i in range(n):
-            for j in range(i + 1, n):
-                if i in self.poison:
-                    break
-                if j in self.poison or (self.numeric[i] and self.numeric[j]) or (i, j) in self.skip:
-                    continue
-                if self.find(i) == self.find(j):
-                    continue
-                yield i, j
+        for j in range(1, len(self.strings)):
+            yield from self.pairs_with(j)
+
+    def pairs_with(self, j: int):
+        """Pairs ``(i, j)``, ``i < j``, still worth comparing: all pairs among the first ``j + 1`` strings are
+        settled before string ``j + 1`` is touched (callers sort strings short first, so a group budget cuts the
+        long tail, not the ordinary answers)."""
+        for i in range(j):
+            if j in self.poison:
+                return
+            if i in self.poison or (self.numeric[i] and self.numeric[j]) or (i, j) in self.skip:
+                continue
+            if self.find(i) == self.find(j):
+                continue
+            yield i, j
 
     def apply(self, i: int, j: int, equal: bool, timed_out: bool) -> None:
         self.results.append((i, j, equal, timed_out))
@@ -166,23 +183,50 @@ class _Job(UnionFind):
                     self.poison.add(k)
 
 
-def _run_job(job: _Job, send: Callable, timed: Callable, parse: Callable, equal: Callable) -> None:
-    """Parse every string, then compare pairs of separate components; ``send`` streams progress."""
-    for i, s in enumerate(job.strings):
-        if i in job.poison:
-            continue
-        send(("p", i))
-        _, timed_out = timed(lambda: parse(s))
-        if timed_out:
-            job.poison.add(i)
-            send(("x", i))
-    for i, j in job.pairs():
-        send(("b", i, j))
-        a, b = job.strings[i], job.strings[j]
-        res, timed_out = timed(lambda: equal(a, b))
-        res = bool(res)
-        job.apply(i, j, res, timed_out)
-        send(("r", i, j, res, timed_out))
+def _run_job(job: _Job, send: Callable, timed: Callable, parse: Callable, equal: Callable,
+             soft: float | None = None, budget: float | None = None) -> None:
+    """Parse each string, then compare it with the earlier ones of separate components; ``send`` streams progress.
+
+    ``budget`` (seconds, None: none) bounds the whole job: each operation's soft limit is cut to what is left,
+    and an operation cut short by the budget (rather than by its own ``soft`` timeout) is not recorded -- it is
+    nobody's fault -- and the job ends with ``("done", labels, True)``: what is still unresolved stays apart.
+    """
+    deadline = None if budget is None else time.monotonic() + budget
+
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.monotonic()
+
+    def cut_by_budget(limit: float | None) -> bool:
+        return limit is not None and (soft is None or limit < soft) and left() <= 0.01
+
+    def over_budget() -> None:
+        job.over_budget = True
+        send(("done", job.labels(), True))
+
+    for j, s in enumerate(job.strings):  # string j is parsed, then compared with the strings before it
+        if j not in job.poison:
+            limit = left()
+            if limit is not None and limit <= 0:
+                return over_budget()
+            send(("p", j))
+            _, timed_out = timed(lambda: parse(s), limit)
+            if timed_out:
+                if cut_by_budget(limit):
+                    return over_budget()
+                job.poison.add(j)
+                send(("x", j))
+        for i, _ in job.pairs_with(j):
+            limit = left()
+            if limit is not None and limit <= 0:
+                return over_budget()
+            send(("b", i, j))
+            a, b = job.strings[i], job.strings[j]
+            res, timed_out = timed(lambda: equal(a, b), limit)
+            if timed_out and cut_by_budget(limit):
+                return over_budget()
+            res = bool(res)
+            job.apply(i, j, res, timed_out)
+            send(("r", i, j, res, timed_out))
     send(("done", job.labels()))
 
 
@@ -229,6 +273,9 @@ def _load_mathverify():
 # exercise the caller's hard timeout and crash recovery.
 _TEST_HANG = os.environ.get("EMPO_MATH_TEST_HANG")
 _TEST_CRASH = os.environ.get("EMPO_MATH_TEST_CRASH")
+# ... and comparing any string that contains this marker sleeps until the soft timer interrupts it (a slow but
+# interruptible answer, like a deep expression sympy grinds on): exercises timeouts and the group budget.
+_TEST_SLOW = os.environ.get("EMPO_MATH_TEST_SLOW")
 _IN_WORKER = False
 
 
@@ -329,6 +376,8 @@ def _mv_parse(s: str):
 
 def _mv_equal(a: str, b: str) -> bool:
     """math-verify in both directions on the parsed answers (``verify`` alone is asymmetric)."""
+    if _IN_WORKER and _TEST_SLOW and (_TEST_SLOW in a or _TEST_SLOW in b):
+        time.sleep(3600)
     _, verify, _, cached_parse = _load_mathverify()
     pa, pb = cached_parse(a), cached_parse(b)
     if not pa or not pb:
@@ -351,17 +400,19 @@ def _make_timed(soft: float | None):
 
     timeout_exc = _load_mathverify()[2]
 
-    def timed(fn):
+    def timed(fn, limit: float | None = None):
+        """``limit`` (the group's remaining budget) cuts the soft timeout further."""
         global _fired
         _fired = False
         result = None
+        seconds = soft if limit is None else (min(soft, limit) if soft else limit)
         try:
             try:
-                if soft:
-                    signal.setitimer(signal.ITIMER_REAL, soft)
+                if seconds:
+                    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
                 result = fn()
             finally:
-                if soft:
+                if seconds:
                     signal.setitimer(signal.ITIMER_REAL, 0)
         except timeout_exc:
             pass
@@ -416,10 +467,10 @@ def worker_main(argv: list[str]) -> None:
         if not msg or msg[0] == "exit":
             break
         if msg[0] == "job":
-            _, payload, soft = msg
+            _, payload, soft, budget = msg
             job = _Job(*payload)
             try:
-                _run_job(job, tx.send, _make_timed(soft), _mv_parse, _mv_equal)
+                _run_job(job, tx.send, _make_timed(soft), _mv_parse, _mv_equal, soft, budget)
             except (BrokenPipeError, OSError):
                 break
 
@@ -569,18 +620,29 @@ def shutdown() -> None:
     _POOL.shutdown()
 
 
-def _drive(w: _Worker, job: _Job, soft: float) -> bool | None:
+#: Seconds the caller waits past a group's deadline for the worker to report that it stopped.
+_BUDGET_GRACE = 0.5
+_OVER_BUDGET = "over budget"
+
+
+def _drive(w: _Worker, job: _Job, soft: float, deadline: float | None = None) -> bool | str | None:
     """Run ``job`` on worker ``w``, mirroring its progress.
 
     True when done; False when the worker overran or died during an operation (now blamed); None when it
-    failed before any operation started.
+    failed before any operation started; ``_OVER_BUDGET`` when the group's deadline passed (the worker is then
+    stuck past it and must be killed; the operation in flight is not blamed).
     """
     hard = _hard_limit(soft)
     inflight = None
     try:
-        w.tx.send(("job", job.payload(), soft))
+        budget = None if deadline is None else max(0.0, deadline - time.monotonic())
+        w.tx.send(("job", job.payload(), soft, budget))
         while True:
-            if not w.rx.poll(hard):
+            wait = hard if deadline is None else min(hard, max(0.0, deadline - time.monotonic()) + _BUDGET_GRACE)
+            if not w.rx.poll(wait):
+                if deadline is not None and time.monotonic() >= deadline:
+                    job.over_budget = True
+                    return _OVER_BUDGET
                 break
             msg = w.rx.recv()
             kind = msg[0]
@@ -597,6 +659,7 @@ def _drive(w: _Worker, job: _Job, soft: float) -> bool | None:
                 inflight = None
             elif kind == "done":
                 job.parent = list(msg[1])
+                job.over_budget = len(msg) > 2 and bool(msg[2])
                 return True
     except (EOFError, OSError):
         pass
@@ -611,18 +674,21 @@ def _drive(w: _Worker, job: _Job, soft: float) -> bool | None:
     return False
 
 
-def _run_remote(job: _Job, soft: float) -> None:
+def _run_remote(job: _Job, soft: float, deadline: float | None = None) -> None:
     idle_failures = 0
     while True:  # every failure inside an operation blames that operation, so this terminates
+        if deadline is not None and time.monotonic() >= deadline:
+            job.over_budget = True  # spent on a worker that had to be killed: what is left stays apart
+            return
         w = _POOL.acquire()
         ok = None
         try:
-            ok = _drive(w, job, soft)
+            ok = _drive(w, job, soft, deadline)
         finally:
-            if not ok:
+            if ok is not True:
                 w.kill()
             _POOL.release(w)
-        if ok:
+        if ok is True or ok == _OVER_BUDGET:
             return
         if ok is None:  # the worker died outside any operation (killed while idle?): retry once, then give up
             idle_failures += 1
@@ -630,18 +696,20 @@ def _run_remote(job: _Job, soft: float) -> None:
                 raise RuntimeError("math-verify worker keeps failing outside any operation")
 
 
-def _run_local(job: _Job, soft: float) -> None:
+def _run_local(job: _Job, soft: float, deadline: float | None = None) -> None:
+    budget = None if deadline is None else max(0.0, deadline - time.monotonic())
     on_main = threading.current_thread() is threading.main_thread()
     if on_main:
         import signal
 
         old = signal.signal(signal.SIGALRM, _alarm_handler)
         try:
-            _run_job(job, lambda msg: None, _make_timed(soft), _mv_parse, _mv_equal)
+            _run_job(job, lambda msg: None, _make_timed(soft), _mv_parse, _mv_equal, soft, budget)
         finally:
             signal.signal(signal.SIGALRM, old)
-    else:
-        _run_job(job, lambda msg: None, _make_timed(None), _mv_parse, _mv_equal)
+    else:  # no timer off the main thread: the budget is checked between operations only
+        untimed = _make_timed(None)
+        _run_job(job, lambda msg: None, lambda fn, limit=None: untimed(fn), _mv_parse, _mv_equal, None, budget)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -671,12 +739,15 @@ def _lru_put(d: OrderedDict, key, value) -> None:
         d.popitem(last=False)
 
 
-def mathverify_cluster(strings: list[str], numeric: list[bool] | None = None, timeout: float | None = None) -> list[int]:
+def mathverify_cluster(strings: list[str], numeric: list[bool] | None = None, timeout: float | None = None,
+                       budget: float | None = None, report: dict | None = None) -> list[int]:
     """Component label (smallest member index) of each string under two-way math-verify equivalence.
 
     ``strings`` should be distinct canonical forms; pairs of two ``numeric`` entries are never compared (the
     caller decides those exactly).  Comparisons that time out, and strings that fail or time out in parsing,
-    count as "not equivalent".
+    count as "not equivalent".  ``budget`` (seconds) bounds the whole group, not counting the start of a
+    fresh worker: when it runs out, pairs not yet compared stay apart.  ``report`` (a dict) receives
+    ``over_budget`` (bool) and ``timed_out`` (indices of strings with a timeout on record, now or earlier).
     """
     global _warned_fallback
     n = len(strings)
@@ -698,19 +769,24 @@ def mathverify_cluster(strings: list[str], numeric: list[bool] | None = None, ti
                     job.union(i, j)
                 elif known is False:
                     job.skip.add((i, j))
+    if report is not None:
+        report.update(over_budget=False, timed_out=job.timed_out())
     if n < 2 or next(job.pairs(), None) is None:
         return job.labels()
 
+    deadline = time.monotonic() + budget if budget else None
     if not _remote_disabled:
         try:
-            _run_remote(job, soft)
+            _run_remote(job, soft, deadline)
         except Exception as e:  # noqa: BLE001 - no worker could run: fall back rather than fail the caller
             if not _warned_fallback:
                 logger.warning("math-verify worker unavailable (%s); comparing in-process", e)
                 _warned_fallback = True
-            _run_local(job, soft)
+            _run_local(job, soft, deadline)
     else:
-        _run_local(job, soft)
+        _run_local(job, soft, deadline)
+    if report is not None:
+        report.update(over_budget=job.over_budget, timed_out=job.timed_out())
 
     with _cache_lock:
         for i, j, res, timed_out in job.results:

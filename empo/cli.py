@@ -53,10 +53,12 @@ def make_generator(backend: str, model: str, adapter: str | None, dtype: str, th
 
 def _rollout(args) -> int:
     from empo.data import DataSpec, load_questions
-    from empo.model import set_threads
+    from empo.model import check_adapter, check_model_spec, set_threads
     from empo.prompts import get_prompt_config
     from empo.rollout import SamplingConfig, format_summary, run_rollout
 
+    check_model_spec(args.model)
+    check_adapter(args.adapter)
     spec = DataSpec(name=args.dataset, split=args.split, question_field=args.question_field,
                     answer_field=args.answer_field or None, id_field=args.id_field or None, limit=args.limit,
                     seed=args.data_seed)
@@ -109,12 +111,17 @@ def _add_eval(sub, suite: dict | None = None) -> None:
 
 
 def _eval(args) -> int:
-    from empo.evaluation import EvalConfig, format_report, prepare, run_eval
-    from empo.model import set_threads
+    from empo.evaluation import EvalConfig, check_resumable, format_report, prepare, run_eval
+    from empo.io import DirectoryLock
+    from empo.model import check_adapter, check_model_spec, set_threads
 
     fields = EvalConfig.__dataclass_fields__
     config = EvalConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    check_model_spec(config.model)
+    check_adapter(config.adapter)
     data = prepare(config)  # bad names, rows or settings fail here, before the model loads
+    lock = DirectoryLock(config.output_dir, "empo eval").acquire()  # noqa: F841 - one writer, held until exit
+    check_resumable(config, Path(config.output_dir))  # again, now that no other eval can write there
     threads = set_threads(args.threads)
     generator = make_generator(config.backend, config.model, config.adapter, config.dtype, threads, seed=config.seed)
     print(f"[empo] eval: {', '.join(f'{k} ({len(v)})' for k, v in data.items())}; model {config.model}"
@@ -242,22 +249,37 @@ def build_parser(eval_suite: dict | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # everything after 'train' belongs to TRL's parser
-        return _train(None, argv[1:])
+        return report_errors("train", lambda: _train(None, argv[1:]))
     args = build_parser().parse_args(argv)
-    from empo.model import ModelResolutionError
+    return report_errors(args.command, lambda: _dispatch(args, argv))
+
+
+def _dispatch(args, argv: list[str]) -> int:
+    if getattr(args, "suite", None):  # the suite's settings become the defaults; flags given beside it still win
+        from empo.evaluation import load_suite
+
+        args = build_parser(eval_suite=load_suite(args.suite)).parse_args(argv)
+    args.argv = argv  # recorded with published results
+    return args.func(args)
+
+
+def report_errors(command: str, run) -> int:
+    """The one place that turns the project's errors into one line and exit status 2.
+
+    Bad input and bad state (``empo.errors.EmpoError``, ``ValueError``: data, recipes, settings, run directories,
+    models) and a missing extra (``VLLMUnavailable``) print ``empo <command>: error: <message>``; anything else
+    is a bug and keeps its traceback. ``EMPO_DEBUG=1`` re-raises.
+    """
+    from empo.errors import EmpoError
     from empo.vllm_backend import VLLMUnavailable
 
     try:
-        if getattr(args, "suite", None):
-            from empo.evaluation import load_suite
-
-            args = build_parser(eval_suite=load_suite(args.suite)).parse_args(argv)
-        args.argv = argv  # recorded with published results
-        return args.func(args)
-    except (ValueError, VLLMUnavailable, ModelResolutionError) as e:  # bad input or a missing extra: one line
+        return run()
+    except (EmpoError, ValueError, VLLMUnavailable) as e:
         if os.environ.get("EMPO_DEBUG"):
             raise
-        print(f"empo {args.command}: error: {e} (EMPO_DEBUG=1 shows the traceback)", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+        print(f"empo {command}: error: {message} (EMPO_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
 
 

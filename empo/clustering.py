@@ -24,19 +24,66 @@ appearance.
   skipping pairs already in one component and pairs of two numeric atoms.  All math-verify work for a group is
   one task for the worker process (:mod:`empo._mathverify_pool`); a comparison that times out counts as "not
   equivalent".
+* **Bounded cost per group.**  All math-verify work for one group stops after ``group_budget`` seconds (default
+  ``2 x timeout``; :func:`set_limits`, the recipe's ``math_timeout`` / ``group_time_budget``).  What is still
+  unresolved then stays apart -- never merged -- so a group of pathological answers costs one budget, not one
+  timeout per answer and partner.  :data:`GRADING` counts, per process, the groups that ran out of budget and
+  the answers that hit a timeout (the trainer logs them per step), so a researcher sees when grading, not the
+  model, shapes the reward.  A budget cut makes the partition depend on timing; without cuts it does not.
 * ``equivalent=`` replaces the whole relation (for tests, or another grader): identical strings are always
   joined; every other pair of distinct strings of separate components is passed to ``equivalent(a, b)``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
-from empo._mathverify_pool import UnionFind, mathverify_cluster
+from empo._mathverify_pool import UnionFind, default_timeout, mathverify_cluster
 from empo.answers import _numeric_from_canonical, canonical_form, is_exact_numeral, mathverify_form, numbers_close
 
-__all__ = ["cluster_answers", "count_missing"]
+__all__ = ["GRADING", "cluster_answers", "count_missing", "set_limits"]
+
+#: Group budget as a multiple of the per-comparison timeout, when none is set.
+DEFAULT_BUDGET_FACTOR = 2.0
+_limits: dict[str, float | None] = {"timeout": None, "group_budget": None}
+
+
+def set_limits(timeout: float | None = None, group_budget: float | None = None) -> None:
+    """Process-wide defaults for :func:`cluster_answers`: seconds per math-verify operation, and per group
+    (None: ``2 x timeout``; 0 or less: no group budget)."""
+    _limits["timeout"] = timeout
+    _limits["group_budget"] = group_budget
+
+
+def _group_budget(timeout: float, group_budget: float | None) -> float | None:
+    budget = group_budget if group_budget is not None else _limits["group_budget"]
+    if budget is None:
+        return DEFAULT_BUDGET_FACTOR * timeout
+    return budget if budget > 0 else None
+
+
+class GradingCounters:
+    """Counts of grading events since the last :meth:`take` (thread-safe; rewards may run in threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {"groups_over_budget": 0, "math_timeouts": 0}
+
+    def add(self, over_budget: bool, timed_out: int) -> None:
+        with self._lock:
+            self._counts["groups_over_budget"] += int(over_budget)
+            self._counts["math_timeouts"] += timed_out
+
+    def take(self) -> dict[str, int]:
+        """The counts so far, reset to zero."""
+        with self._lock:
+            out, self._counts = self._counts, dict.fromkeys(self._counts, 0)
+        return out
+
+
+GRADING = GradingCounters()
 
 
 def count_missing(answers: Sequence[str | None]) -> int:
@@ -82,11 +129,14 @@ def cluster_answers(
     equivalent: Callable[[str, str], bool] | None = None,
     *,
     timeout: float | None = None,
+    group_budget: float | None = None,
 ) -> list[int]:
     """Cluster id per answer: connected components of answer equivalence, numbered by first appearance.
 
     ``None`` answers are singletons.  ``equivalent`` (optional) replaces :func:`empo.answers.is_equivalent`;
-    ``timeout`` is math-verify's per-comparison timeout in seconds (default ``EMPO_MATH_TIMEOUT`` or 5).
+    ``timeout`` is math-verify's per-comparison timeout in seconds (default :func:`set_limits`, else
+    ``EMPO_MATH_TIMEOUT`` or 5); ``group_budget`` bounds the group's math-verify work in seconds (default
+    :func:`set_limits`, else ``2 x timeout``; 0: none).
     """
     answers = list(answers)
     if equivalent is not None:
@@ -134,7 +184,11 @@ def cluster_answers(
             rep = min((keys[m] for m in members), key=lambda k: (len(k), k))
             reps.append((rep, root, values[members[0]] is not None))
         reps.sort(key=lambda r: (len(r[0]), r[0]))  # evaluation order independent of the answers' order
-        labels = mathverify_cluster([mathverify_form(r[0]) for r in reps], [r[2] for r in reps], timeout=timeout)
+        timeout = timeout or _limits["timeout"] or default_timeout()
+        report: dict = {}
+        labels = mathverify_cluster([mathverify_form(r[0]) for r in reps], [r[2] for r in reps], timeout=timeout,
+                                    budget=_group_budget(timeout, group_budget), report=report)
+        GRADING.add(report.get("over_budget", False), len(report.get("timed_out", ())))
         for (rep, root, _), lab in zip(reps, labels):
             uf.union(root, reps[lab][1])
 

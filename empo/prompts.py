@@ -49,11 +49,9 @@ def get_prompt_config(preset_or_config: str | dict | PromptConfig | None) -> Pro
         if path.suffix not in (".yaml", ".yml", ".json"):
             raise ValueError(f"unknown prompt preset '{preset_or_config}'; known: {sorted(PRESETS)} "
                              "(or give a .yaml/.json prompt file)")
-        if not path.is_file():
-            raise ValueError(f"prompt file '{path}' does not exist")
-        import yaml
+        from empo.io import read_yaml
 
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = read_yaml(path, "prompt file")  # JSON is YAML
         if not isinstance(loaded, dict):
             raise ValueError(f"prompt file '{path}' must hold a mapping of system_prompt, user_template, few_shot")
         preset_or_config = loaded

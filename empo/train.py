@@ -4,12 +4,13 @@
     accelerate launch --config_file recipes/accelerate_configs/ddp.yaml -m empo.train --config <recipe>
     torchrun --nproc_per_node 2 -m empo.train --config <recipe>
 
-A run started again with the same command resumes from the last checkpoint in ``output_dir``.
+A run started again with the same command resumes from the last checkpoint in ``output_dir``; started with other
+defining settings it is refused before the model loads (``empo.runs``; ``--restart true`` starts afresh). One
+process writes an ``output_dir`` at a time (``empo.io.DirectoryLock``).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,52 +20,54 @@ DEFAULT_RECIPE = REPO_ROOT / "recipes" / "SmolLM2-135M-Instruct" / "empo" / "con
 
 
 def parse_args(argv: list[str] | None = None):
-    import yaml
     from trl import GRPOConfig, ModelConfig, TrlParser
 
     from empo.configs import EmpoArguments, check_recipe_keys
+    from empo.errors import ConfigError
+    from empo.io import read_yaml
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in argv:
         if not DEFAULT_RECIPE.exists():
-            raise SystemExit("empo train: pass --config <recipe.yaml> (the default recipe ships with the repository)")
+            raise ConfigError("pass --config <recipe.yaml> (the default recipe ships with the repository)")
         argv = ["--config", str(DEFAULT_RECIPE), *argv]
+    if argv.index("--config") + 1 >= len(argv):
+        raise ConfigError("--config needs a recipe file")
     config_path = Path(argv[argv.index("--config") + 1])
-    if not config_path.is_file():
-        raise SystemExit(f"empo train: recipe '{config_path}' does not exist")
     types = (EmpoArguments, GRPOConfig, ModelConfig)
-    config = yaml.safe_load(config_path.read_text())
+    config = read_yaml(config_path, "recipe")
     if not isinstance(config, dict):
-        raise SystemExit(f"empo train: recipe '{config_path}' is not a YAML mapping")
+        raise ConfigError(f"recipe '{config_path}' is not a YAML mapping")
     try:
         check_recipe_keys(config, types)
     except ValueError as e:
-        raise SystemExit(f"empo train: {config_path}: {e}") from None
+        raise ConfigError(f"{config_path}: {e}") from None
     try:
         return TrlParser(types).parse_args_and_config(argv)
     except ValueError as e:  # the config dataclasses' own checks (e.g. TRL: batch not a whole number of groups)
-        raise SystemExit(f"empo train: {config_path}: {e}") from None
+        raise ConfigError(f"{config_path}: {e}") from None
 
 
 def validate(empo_args, training_args) -> None:
     """Checks that need no model: fail in a second, not after a minute of loading."""
+    from empo.errors import ConfigError
     from empo.rewards import REWARDS
 
     unknown = [r for r in empo_args.reward_funcs if r not in REWARDS]
     if unknown:
-        raise SystemExit(f"empo train: unknown reward(s) {unknown} in reward_funcs; known: {sorted(REWARDS)}")
+        raise ConfigError(f"unknown reward(s) {unknown} in reward_funcs; known: {sorted(REWARDS)}")
     if training_args.reward_weights is not None and len(training_args.reward_weights) != len(empo_args.reward_funcs):
-        raise SystemExit(f"empo train: reward_weights has {len(training_args.reward_weights)} entries for "
+        raise ConfigError(f"reward_weights has {len(training_args.reward_weights)} entries for "
                          f"{len(empo_args.reward_funcs)} reward_funcs")
     if training_args.num_generations < 2:
-        raise SystemExit("empo train: num_generations must be >= 2 (EMPO compares answers within a group)")
+        raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
     if training_args.use_vllm:
         from empo.vllm_backend import VLLMUnavailable, require_vllm
 
         try:
             require_vllm()
         except VLLMUnavailable as e:
-            raise SystemExit(f"empo train: use_vllm is set but {e}") from None
+            raise ConfigError(f"use_vllm is set but {e}") from None
 
 
 def build_dataset(empo_args):
@@ -80,7 +83,9 @@ def build_dataset(empo_args):
     rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]}
             for q in load_questions(spec)]
     if not rows:
-        raise SystemExit(f"empo train: dataset '{empo_args.dataset_name}' has no rows")
+        from empo.data import DataError
+
+        raise DataError(f"dataset '{empo_args.dataset_name}' has no rows")
     return datasets.Dataset.from_list(rows)
 
 
@@ -93,6 +98,33 @@ def build_rewards(empo_args, num_generations: int):
     return [build_reward(name, num_generations, **options.get(name, {})) for name in empo_args.reward_funcs]
 
 
+def claim_run_directory(empo_args, training_args, model_args):
+    """Lock ``output_dir`` (one writer) and check or start its record (see empo.runs), before any model loads.
+
+    Under torchrun/accelerate only rank 0 locks and writes; the other ranks check the record read-only.
+    Returns the lock, held for the life of the process.
+    """
+    from empo.io import DirectoryLock, is_main_launcher_process
+    from empo.runs import check_run_directory, prepare_run_directory, run_record
+
+    out = Path(training_args.output_dir)
+    record = run_record(empo_args, training_args, model_args)
+    lock = None
+    with training_args.main_process_first(local=False, desc="empo run directory"):
+        if is_main_launcher_process():
+            lock = DirectoryLock(out, "empo train").acquire()
+            try:
+                moved = prepare_run_directory(out, record, restart=empo_args.restart)
+            except BaseException:
+                lock.release()
+                raise
+            if moved is not None:
+                print(f"[empo] restart: moved the previous run in {out} to {moved}", file=sys.stderr)
+        elif not empo_args.restart:
+            check_run_directory(out, record)
+    return lock
+
+
 def main(argv: list[str] | None = None) -> int:
     empo_args, training_args, model_args = parse_args(argv)
     validate(empo_args, training_args)
@@ -102,14 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     from trl import get_peft_config
 
     from empo.callbacks import CollapseMonitor, JsonlMetricsCallback
-    from empo.io import atomic_write_json
-    from empo.model import load_model, load_tokenizer, set_threads
+    from empo.clustering import set_limits
+    from empo.model import check_model_spec, load_model, load_tokenizer, set_threads
     from empo.trainer import EmpoTrainer
 
+    check_model_spec(model_args.model_name_or_path)
     set_threads(empo_args.num_threads)
+    set_limits(timeout=empo_args.math_timeout, group_budget=empo_args.group_time_budget)
     dataset = build_dataset(empo_args)
     if "gold_accuracy" not in empo_args.reward_funcs and empo_args.answer_field is None:
         dataset = dataset.remove_columns("answer")
+    lock = claim_run_directory(empo_args, training_args, model_args)  # noqa: F841 - held until exit
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = load_model(model_args.model_name_or_path, dtype=model_args.dtype or "float32")
     model.train()
@@ -129,10 +164,6 @@ def main(argv: list[str] | None = None) -> int:
 
         trainer.add_callback(LiveProgress())
     out = Path(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        atomic_write_json(out / "empo_run.json", {
-            "empo": vars(empo_args), "model": vars(model_args),
-            "training": json.loads(training_args.to_json_string())})
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and out.is_dir():
         checkpoint = get_last_checkpoint(str(out))
@@ -173,5 +204,7 @@ def _report(trainer, empo_args, first_step: int, seconds: float, interrupted: bo
     print("\n" + format_summary(summary, prompt=empo_args.prompt, dataset=empo_args.dataset_name), flush=True)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # torchrun/accelerate: the same one-line errors as `empo train`
+    from empo.cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))

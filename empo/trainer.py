@@ -21,6 +21,7 @@ import torch
 from trl import GRPOTrainer
 
 from empo.answers import extract_answer
+from empo.clustering import GRADING
 from empo.distributed import gather_list
 from empo.entropy import keep_group
 from empo.groups import analyse_group
@@ -117,6 +118,9 @@ class EmpoTrainer(GRPOTrainer):
         m["empo/majority_ratio_mean"].append(sum(gr.majority_ratio for gr in groups) / len(groups))
         m["empo/no_answer_rate"].append(sum(a is None for a in answers) / len(answers))
         m["empo/skipped_optimizer_steps"].append(float(self._skipped_optimizer_steps))
+        grading = GRADING.take()  # since the last generation batch: when grading, not the model, shapes the reward
+        m["empo/groups_over_budget"].append(float(grading["groups_over_budget"]))
+        m["empo/math_timeouts"].append(float(grading["math_timeouts"]))
         sync = getattr(getattr(self, "vllm_generation", None), "sync_seconds", None)
         if mode == "train" and sync:
             m["empo/vllm_sync_seconds"].append(sync[-1])

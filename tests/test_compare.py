@@ -1,6 +1,7 @@
 """`empo compare` on tiny fake runs (no training, no generation): checks, statistics, report, plots, sweeps."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -110,7 +111,8 @@ def test_sweep_trains_only_unfinished_runs_then_compares(tmp_path, monkeypatch):
     sweep = Sweep.from_yaml(spec)
     make_run(tmp_path, "empo", 0, 0.5)  # finished
     trained, compared = [], []
-    monkeypatch.setattr(compare_module.subprocess, "run", lambda cmd, check: trained.append(cmd))
+    monkeypatch.setattr(compare_module.subprocess, "run",
+                        lambda cmd, check: trained.append(cmd) or subprocess.CompletedProcess(cmd, 0))
     monkeypatch.setattr(compare_module, "compare", lambda dirs, blocks, out, **kw: compared.append((dirs, blocks, out)))
     run_sweep(sweep)
     assert len(trained) == 3
@@ -120,6 +122,10 @@ def test_sweep_trains_only_unfinished_runs_then_compares(tmp_path, monkeypatch):
     assert cmd[cmd.index("--lora_target_modules") + 1:][:2] == ["q_proj", "v_proj"]
     dirs, blocks, out = compared[0]
     assert len(dirs) == 4 and blocks[0].n == 2 and out == tmp_path / "compare"
+    # a run that fails (e.g. a refused resume, its one line on stderr) stops the sweep with one line
+    monkeypatch.setattr(compare_module.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 2))
+    with pytest.raises(CompareError, match=r"training .*empo-seed1 failed \(exit status 2\)"):
+        run_sweep(sweep)
     spec.write_text("recipe: r.yaml\noutput_root: x\nrewardz: [empo]\n")
     with pytest.raises(CompareError, match="unknown key.*rewardz"):
         Sweep.from_yaml(spec)

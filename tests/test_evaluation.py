@@ -100,7 +100,11 @@ def test_cli_bad_input_fails_before_loading_a_model(tmp_path, capsys):
     assert "gsm8k.jsonl' does not exist" in capsys.readouterr().err
     assert cli_main(["eval", "--adapter", str(tmp_path / "nope"), "--limit", "1", "--output-dir",
                      str(tmp_path / "o2")]) == 2
-    assert "has no adapter_config.json" in capsys.readouterr().err
+    assert "nope' does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["eval", "--adapter", str(tmp_path / "empty"), "--limit", "1", "--output-dir",
+                     str(tmp_path / "o3")]) == 2
+    assert "no adapter_config.json" in capsys.readouterr().err
 
 
 def test_cli_end_to_end_on_the_default_model(tmp_path, default_model_path, capsys):

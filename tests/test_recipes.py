@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from empo.errors import ConfigError
 from empo.train import parse_args, validate
 from extras import HAVE_VLLM, REQUIRE_VLLM
 
@@ -18,7 +19,7 @@ def test_shipped_recipes_parse_and_validate(recipe):
     empo_args, training_args, model_args = parse_args(["--config", str(recipe)])
     if training_args.use_vllm and not HAVE_VLLM and not REQUIRE_VLLM:
         # without the extra, a vLLM recipe must stop at validation with the one-line install hint
-        with pytest.raises(SystemExit, match="use_vllm is set but vLLM is not installed.*install_vllm_cpu.sh"):
+        with pytest.raises(ConfigError, match="use_vllm is set but vLLM is not installed.*install_vllm_cpu.sh"):
             validate(empo_args, training_args)
     else:
         validate(empo_args, training_args)
@@ -42,18 +43,18 @@ def write(tmp_path, **changes):
 
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path):
-    with pytest.raises(SystemExit, match="unknown recipe key.*'lerning_rate' \\(did you mean 'learning_rate'\\?\\)"):
+    with pytest.raises(ConfigError, match="unknown recipe key.*'lerning_rate' \\(did you mean 'learning_rate'\\?\\)"):
         parse_args(["--config", write(tmp_path, lerning_rate=0.1)])
 
 
 def test_unknown_reward_is_named(tmp_path):
     args = parse_args(["--config", write(tmp_path, reward_funcs=["empo", "gold"])])
-    with pytest.raises(SystemExit, match="unknown reward.*'gold'"):
+    with pytest.raises(ConfigError, match="unknown reward.*'gold'"):
         validate(args[0], args[1])
 
 
 def test_batch_not_whole_groups(tmp_path):
-    with pytest.raises(SystemExit, match=r"r\.yaml: generation_batch_size \(12\) must be divisible by num_generations"):
+    with pytest.raises(ConfigError, match=r"r\.yaml: generation_batch_size \(12\) must be divisible by num_generations"):
         parse_args(["--config", write(tmp_path, per_device_train_batch_size=12)])
 
 
