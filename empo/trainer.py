@@ -11,25 +11,31 @@ It reuses TRL's generation, advantage computation and loss untouched, and overri
   batch whose groups were all filtered moves no weight (no weight decay, no Adam momentum step).
 
 What the filter means: **training on a generation batch in which some groups are filtered gives the same update
-as training on the generation batch that holds only its kept groups**, with TRL's normalisers counted over the
-kept part of the batch on all processes, as a verl-style trainer that deletes the dropped groups would. A
-dropped group's ``completion_mask`` rows and advantages are zeroed, so it adds nothing to any sum; what remains
-is each loss's denominator, corrected per loss type (``empo.entropy.FILTER_NORMALISATION``):
+as training on the generation batch that holds only its kept groups** (what a verl-style trainer that deletes
+the dropped groups trains on). Precisely, the reference is TRL's loss on the kept-only batch with the same
+processes and number of micro-batches and each kept completion in the same optimizer step; for every loss
+accepted below, a step's update does not depend on which process or micro-batch of the step holds a completion,
+so this reference is well defined whatever TRL's shuffle did. A dropped group's ``completion_mask`` rows and
+advantages are zeroed, so it adds nothing to any sum; what remains is each loss's denominator, corrected per
+loss type (``empo.entropy.FILTER_NORMALISATION``):
 
 - token-normalised losses (``dapo``, ``cispo``, ``vespo``) divide by ``num_items_in_batch``, which is
-  recomputed over the kept tokens (as TRL does for ``mask_truncated_completions``);
+  recomputed over the kept tokens of all processes (as TRL does for ``mask_truncated_completions``);
 - sequence-normalised losses (``grpo``, ``sapo``, ``luspo``: a mean over the micro-batch's sequences;
-  ``dr_grpo``: sequences x max_completion_length) count the dropped rows, so every micro-batch's loss is
-  multiplied by (sequences / kept sequences of the generation batch, all processes); the dropped rows then
-  cancel from every micro-batch's divisor whichever micro-batch or process TRL's shuffle put them in;
+  ``dr_grpo``: sequences x max_completion_length) divide by a row count that still includes the dropped rows,
+  so every micro-batch's loss is multiplied by all / kept sequences of the generation batch (all processes):
+  the kept-only batch has that many times fewer rows per micro-batch, and each kept sequence's weight becomes
+  1 / kept count, however unevenly the kept rows fell into micro-batches and processes;
 - settings that normalise per micro-batch (``bnpo``, the entropy bonus, ``top_entropy_quantile``) or over
-  the whole batch (``scale_rewards='batch'``) cannot be made exact by rescaling and are refused with the filter
-  on (``empo.entropy.check_filter_exact``).
+  the whole batch (``scale_rewards='batch'``) cannot be made exact by rescaling TRL's loss and are refused with
+  the filter on (``empo.entropy.check_filter_exact``, also called by ``empo train`` before the model loads).
 
-This holds with gradient accumulation, several processes, ``steps_per_generation > 1`` (each optimizer step
-trains its kept completions with the generation batch's normaliser, as TRL does for ``dapo``) and
-``num_iterations > 1``. The factor that grows each kept completion's weight (sequences or tokens, all / kept)
-is logged per step as ``empo/loss_scale``.
+This holds with gradient accumulation, several processes, ``steps_per_generation > 1`` (a generation batch
+spanning several optimizer steps keeps TRL's generation-level normaliser, as TRL does for ``dapo``) and
+``num_iterations > 1``. Not covered: a mixture-of-experts router loss (``router_aux_loss_coef``), which TRL adds
+per micro-batch over all rows. The factor by which each kept completion's (sequence losses) or token's (token
+losses) weight grows, all / kept, is logged per step as ``empo/loss_scale`` (1.0 when nothing was dropped,
+and when nothing was kept: that step moves no weight).
 """
 
 from __future__ import annotations

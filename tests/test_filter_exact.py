@@ -46,7 +46,8 @@ def test_filtered_batch_trains_like_kept_only_batch(tmp_path, tiny, loss_type):
     assert_same_gradients(filtered, kept_only)
 
 
-@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+@pytest.mark.parametrize("loss_type", [lt if lt in ("grpo", "dr_grpo", "dapo") else pytest.param(lt, marks=pytest.mark.slow)
+                                       for lt in LOSS_TYPES])  # the default run keeps one per normaliser kind
 def test_filtered_batch_trains_like_kept_only_batch_with_accumulation(tmp_path, tiny, loss_type):
     # gradient_accumulation_steps 2 and steps_per_generation 2: TRL shuffles the generation batch into two
     # micro-batches, so the kept rows land unevenly in them; the accumulated gradient must not care
@@ -88,6 +89,7 @@ def test_all_filtered_batch_moves_no_weight_under_grpo(tmp_path, tiny):
     ({"scale_rewards": "batch"}, "scale_rewards 'batch'"),
     ({"entropy_coef": 0.01}, "entropy_coef"),
     ({"top_entropy_quantile": 0.2}, "top_entropy_quantile"),
+    ({"loss_type": "some_future_loss"}, "some_future_loss"),  # a loss the filter has not been taught
 ])
 def test_inexact_settings_are_refused_before_the_model_loads(tmp_path, tiny, setting, named):
     from trl import GRPOConfig
@@ -104,23 +106,27 @@ def test_inexact_settings_are_refused_before_the_model_loads(tmp_path, tiny, set
         make_trainer(tmp_path, tiny, KEPT, **setting)
 
 
-def run_two_processes(tmp_path, tiny, question_indices, per_device):
+def run_two_processes(tmp_path, tiny, question_indices, per_device, loss_types):
     out = tmp_path / "dist.json"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29533", str(HERE / "filter_exact_check.py"),
-           str(out), tiny, question_indices, str(per_device)]
+           str(out), tiny, question_indices, str(per_device), ",".join(loss_types)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {lt: {k: torch.tensor(v) for k, v in g.items()} for lt, g in json.loads(out.read_text()).items()}
 
 
-def test_two_processes_filtered_batch_trains_like_kept_only_batch(tmp_path, tiny):
+@pytest.mark.parametrize("loss_types", [
+    ["grpo", "dapo"],  # one loss per normalisation kind in the default run
+    pytest.param([lt for lt in LOSS_TYPES if lt not in ("grpo", "dapo")], marks=pytest.mark.slow),
+])
+def test_two_processes_filtered_batch_trains_like_kept_only_batch(tmp_path, tiny, loss_types):
     # [dropped, kept, kept] with 6 rows per process: the kept group 1 is split across the processes, which hold
-    # 2 and 6 kept rows; the reference is one process on the 8 kept rows alone
+    # 2 and 6 kept rows (a per-process rescaling would fail here); the reference is one process on the 8 kept rows
     torch.set_num_threads(1)
-    two = run_two_processes(tmp_path, tiny, "0,1,2", per_device=6)
-    assert list(two) == LOSS_TYPES
-    for loss_type in LOSS_TYPES:
+    two = run_two_processes(tmp_path, tiny, "0,1,2", 6, loss_types)
+    assert list(two) == loss_types
+    for loss_type in loss_types:
         kept_only, _ = lora_step_gradients(tmp_path / loss_type, tiny, KEPT, loss_type, per_device=G * 2)
         assert_same_gradients(two[loss_type], kept_only)
