@@ -106,11 +106,19 @@ def test_inexact_settings_are_refused_before_the_model_loads(tmp_path, tiny, set
         make_trainer(tmp_path, tiny, KEPT, **setting)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a fixed port collides with other torchrun tests running on the same machine
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_two_processes(tmp_path, tiny, question_indices, per_device, loss_types):
     out = tmp_path / "dist.json"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29533", str(HERE / "filter_exact_check.py"),
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(free_port()), str(HERE / "filter_exact_check.py"),
            str(out), tiny, question_indices, str(per_device), ",".join(loss_types)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
