@@ -61,6 +61,13 @@ def validate(empo_args, training_args) -> None:
                          f"{len(empo_args.reward_funcs)} reward_funcs")
     if training_args.num_generations < 2:
         raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
+    if empo_args.entropy_filter:
+        from empo.entropy import check_filter_exact
+
+        try:
+            check_filter_exact(training_args)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if training_args.use_vllm:
         from empo.vllm_backend import VLLMUnavailable, require_vllm
 

@@ -1,16 +1,41 @@
 """EmpoTrainer: TRL's GRPOTrainer plus the entropy-threshold filter, EMPO metrics and logs.
 
-It reuses TRL's generation, advantage computation and loss untouched, and overrides three hooks:
+It reuses TRL's generation, advantage computation and loss untouched, and overrides these hooks:
 
 - ``_calculate_rewards``: remembers this process's completions (the answers are clustered once, cached).
 - ``_generate_and_score_completions``: after TRL scored the generation batch (and before its buffer is split
   into micro-batches), regroups the answers of all processes, computes each group's semantic entropy and keeps
-  a group only when delta_low < H < delta_high. A dropped group's completions leave the loss *and* the loss
-  normaliser: their ``completion_mask`` rows are zeroed and ``num_items_in_batch`` is recomputed, as TRL does for
-  ``mask_truncated_completions``. This therefore holds with gradient accumulation, ``steps_per_generation > 1``
-  and ``num_iterations > 1``.
+  a group only when delta_low < H < delta_high.
+- ``compute_loss``: TRL's loss times the generation batch's filter scale (below).
 - the optimizer's ``step``: skipped when no process had a kept token in the whole accumulation window, so a
   batch whose groups were all filtered moves no weight (no weight decay, no Adam momentum step).
+
+What the filter means: **training on a generation batch in which some groups are filtered gives the same update
+as training on the generation batch that holds only its kept groups** (what a verl-style trainer that deletes
+the dropped groups trains on). Precisely, the reference is TRL's loss on the kept-only batch with the same
+processes and number of micro-batches and each kept completion in the same optimizer step; for every loss
+accepted below, a step's update does not depend on which process or micro-batch of the step holds a completion,
+so this reference is well defined whatever TRL's shuffle did. A dropped group's ``completion_mask`` rows and
+advantages are zeroed, so it adds nothing to any sum; what remains is each loss's denominator, corrected per
+loss type (``empo.entropy.FILTER_NORMALISATION``):
+
+- token-normalised losses (``dapo``, ``cispo``, ``vespo``) divide by ``num_items_in_batch``, which is
+  recomputed over the kept tokens of all processes (as TRL does for ``mask_truncated_completions``);
+- sequence-normalised losses (``grpo``, ``sapo``, ``luspo``: a mean over the micro-batch's sequences;
+  ``dr_grpo``: sequences x max_completion_length) divide by a row count that still includes the dropped rows,
+  so every micro-batch's loss is multiplied by all / kept sequences of the generation batch (all processes):
+  the kept-only batch has that many times fewer rows per micro-batch, and each kept sequence's weight becomes
+  1 / kept count, however unevenly the kept rows fell into micro-batches and processes;
+- settings that normalise per micro-batch (``bnpo``, the entropy bonus, ``top_entropy_quantile``) or over
+  the whole batch (``scale_rewards='batch'``) cannot be made exact by rescaling TRL's loss and are refused with
+  the filter on (``empo.entropy.check_filter_exact``, also called by ``empo train`` before the model loads).
+
+This holds with gradient accumulation, several processes, ``steps_per_generation > 1`` (a generation batch
+spanning several optimizer steps keeps TRL's generation-level normaliser, as TRL does for ``dapo``) and
+``num_iterations > 1``. Not covered: a mixture-of-experts router loss (``router_aux_loss_coef``), which TRL adds
+per micro-batch over all rows. The factor by which each kept completion's (sequence losses) or token's (token
+losses) weight grows, all / kept, is logged per step as ``empo/loss_scale`` (1.0 when nothing was dropped,
+and when nothing was kept: that step moves no weight).
 """
 
 from __future__ import annotations
@@ -23,7 +48,7 @@ from trl import GRPOTrainer
 from empo.answers import extract_answer
 from empo.clustering import GRADING
 from empo.distributed import gather_list
-from empo.entropy import keep_group
+from empo.entropy import FILTER_NORMALISATION, check_filter_exact, keep_group
 from empo.groups import analyse_group
 from empo.io import JsonlAppender
 from empo.rewards import completion_text
@@ -34,10 +59,12 @@ class EmpoTrainer(GRPOTrainer):
         from empo.configs import EmpoArguments
 
         self.empo_args = empo_args or EmpoArguments()
+        training_args = kwargs.get("args")
+        if self.empo_args.entropy_filter and training_args is not None:
+            check_filter_exact(training_args)
         self._local_batch: tuple[list, list] | None = None
         self._window_kept_tokens = 0
         self._skipped_optimizer_steps = 0
-        training_args = kwargs.get("args")
         if training_args is not None and training_args.use_vllm:
             from empo.vllm_backend import empo_vllm_generation
 
@@ -73,10 +100,21 @@ class EmpoTrainer(GRPOTrainer):
 
         device = output["completion_mask"].device
         keep = torch.tensor([k for k in kept for _ in range(g)], device=device)[offset:offset + len(texts)]
-        if mode == "train" and not all(kept):
-            output["completion_mask"] = output["completion_mask"] * keep.unsqueeze(1).to(output["completion_mask"].dtype)
-            output["num_items_in_batch"] = self.accelerator.gather(_loss_mask(output).sum()).sum()
-            output["advantages"] = output["advantages"] * keep.to(output["advantages"].dtype)
+        if mode == "train":
+            all_tokens = output["num_items_in_batch"]
+            if not all(kept):
+                output["completion_mask"] = output["completion_mask"] * keep.unsqueeze(1).to(output["completion_mask"].dtype)
+                output["num_items_in_batch"] = self.accelerator.gather(_loss_mask(output).sum()).sum()
+                output["advantages"] = output["advantages"] * keep.to(output["advantages"].dtype)
+            # sequence-normalised losses: all rows / kept rows of the global generation batch (1 when none is kept:
+            # the loss is then zero and the optimizer step is skipped). A 0-dim tensor reaches every micro-batch.
+            kept_rows = sum(kept) * g
+            sequence_scale = len(answers) / kept_rows if kept_rows else 1.0
+            by_sequences = FILTER_NORMALISATION.get(self.loss_type) == "sequences"
+            output["empo_loss_scale"] = torch.tensor(sequence_scale if by_sequences else 1.0, device=device)
+            kept_tokens = output["num_items_in_batch"].item()
+            token_scale = all_tokens.item() / kept_tokens if kept_tokens else 1.0
+            self._metrics[mode]["empo/loss_scale"].append(sequence_scale if by_sequences else token_scale)
 
         self._log_group_metrics(mode, groups, kept, answers, golds, g)
         if mode == "train" and self._sample_log is not None:
@@ -88,6 +126,11 @@ class EmpoTrainer(GRPOTrainer):
         if self.model.training:
             self._window_kept_tokens += int(_loss_mask(inputs).sum().item())
         return inputs
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        scale = inputs.get("empo_loss_scale")  # set in train mode only; see the module docstring
+        return loss if scale is None else loss * scale
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from empo.trainer import EmpoTrainer
 
+G = 4  # completions per question in every scripted test
+
 # question -> the G answers its completions give, by global position in the group
 SCRIPT = {
     "What is 1 + 1?": ["2", "2", "2", "2"],          # unanimous: H = 0, dropped by the filter
@@ -45,3 +47,58 @@ class ScriptedTrainer(EmpoTrainer):
             body = "I think about it." if answer is None else f"The answer is \\boxed{{{answer}}}."
             out.append(tok(body, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
         return out, None
+
+
+def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_device=G * 4, peft_config=None,
+                 callbacks=None, **overrides):
+    """A ScriptedTrainer on ``questions`` (in order, G completions each); GRPOConfig/EmpoArguments overrides."""
+    import datasets
+    from trl import GRPOConfig
+
+    from empo.configs import EmpoArguments
+    from empo.model import load_model, load_tokenizer
+    from empo.prompts import PRESETS, build_messages
+    from empo.rewards import build_reward
+
+    empo_kw = {k: overrides.pop(k) for k in list(overrides) if k in EmpoArguments.__dataclass_fields__}
+    config = dict(output_dir=str(tmp_path / "out"), num_generations=G, per_device_train_batch_size=per_device,
+                  max_completion_length=16, max_steps=1, learning_rate=1e-2, bf16=False, gradient_checkpointing=False,
+                  use_cpu=True, report_to="none", logging_steps=1, save_strategy="no", seed=0, shuffle_dataset=False)
+    config.update(overrides)
+    golds = golds or ["0"] * len(questions)
+    ds = datasets.Dataset.from_list([{"id": str(i), "prompt": build_messages(q, PRESETS["qwen-math"]), "answer": a}
+                                     for i, (q, a) in enumerate(zip(questions, golds))])
+    return ScriptedTrainer(model=load_model(tiny), reward_funcs=[build_reward(r, G) for r in rewards],
+                           args=GRPOConfig(**config), train_dataset=ds, processing_class=load_tokenizer(tiny),
+                           peft_config=peft_config, callbacks=callbacks, empo_args=EmpoArguments(**empo_kw))
+
+
+def generation_batch(trainer, questions):
+    rows = {r["prompt"][-1]["content"]: r for r in trainer.train_dataset}
+    return [dict(rows[q]) for q in questions for _ in range(G)]
+
+
+def lora_step_gradients(tmp_path, tiny, questions, loss_type, per_device, **overrides):
+    """Train one optimizer step with LoRA under ``loss_type``; return (LoRA gradients before the step, trainer).
+
+    Clipping is off so the gradients are the loss's own; the LoRA init is seeded so every call starts alike.
+    """
+    import torch
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+
+    class GradientCapture(TrainerCallback):
+        grads = None
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            if self.grads is None:
+                self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    capture = GradientCapture()
+    level = "sequence" if loss_type == "luspo" else "token"  # TRL requires it for luspo
+    trainer = make_trainer(tmp_path, tiny, questions, per_device=per_device, peft_config=lora, callbacks=[capture],
+                           loss_type=loss_type, importance_sampling_level=level, max_grad_norm=0.0, **overrides)
+    trainer.train()
+    return capture.grads, trainer

@@ -3,44 +3,14 @@
 import pytest
 import torch
 
-from empo.configs import EmpoArguments
-from empo.prompts import PRESETS, build_messages
-from empo.rewards import build_reward
+from scripted import G, SCRIPT, generation_batch, make_tiny_model, make_trainer
 
-from scripted import SCRIPT, ScriptedTrainer, make_tiny_model
-
-G = 4
 QUESTIONS = list(SCRIPT)  # unanimous, mixed, mixed, all-different
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, default_model_path):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
-
-
-def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_device=G * 4, peft_config=None,
-                 **overrides):
-    import datasets
-    from trl import GRPOConfig
-
-    from empo.model import load_model, load_tokenizer
-
-    empo_kw = {k: overrides.pop(k) for k in list(overrides) if k in EmpoArguments.__dataclass_fields__}
-    config = dict(output_dir=str(tmp_path / "out"), num_generations=G, per_device_train_batch_size=per_device,
-                  max_completion_length=16, max_steps=1, learning_rate=1e-2, bf16=False, gradient_checkpointing=False,
-                  use_cpu=True, report_to="none", logging_steps=1, save_strategy="no", seed=0, shuffle_dataset=False)
-    config.update(overrides)
-    golds = golds or ["0"] * len(questions)
-    ds = datasets.Dataset.from_list([{"id": str(i), "prompt": build_messages(q, PRESETS["qwen-math"]), "answer": a}
-                                     for i, (q, a) in enumerate(zip(questions, golds))])
-    return ScriptedTrainer(model=load_model(tiny), reward_funcs=[build_reward(r, G) for r in rewards],
-                           args=GRPOConfig(**config), train_dataset=ds, processing_class=load_tokenizer(tiny),
-                           peft_config=peft_config, empo_args=EmpoArguments(**empo_kw))
-
-
-def generation_batch(trainer, questions):
-    rows = {r["prompt"][-1]["content"]: r for r in trainer.train_dataset}
-    return [dict(rows[q]) for q in questions for _ in range(G)]
 
 
 def test_filter_removes_groups_from_loss_and_normaliser(tmp_path, tiny):
