@@ -102,3 +102,12 @@ def lora_step_gradients(tmp_path, tiny, questions, loss_type, per_device, **over
                            loss_type=loss_type, importance_sampling_level=level, max_grad_norm=0.0, **overrides)
     trainer.train()
     return capture.grads, trainer
+
+
+def free_port() -> int:
+    """A free local TCP port for torchrun's rendezvous: a fixed one collides with other 2-process test runs."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

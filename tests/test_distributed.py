@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripted import make_tiny_model
+from scripted import free_port, make_tiny_model
 
 HERE = Path(__file__).resolve().parent
 
@@ -20,7 +20,7 @@ def run(tmp_path, tiny, nproc, per_device):
     out = tmp_path / f"result_{nproc}.json"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [torchrun, "--nproc_per_node", str(nproc), "--master_port", str(29500 + nproc), str(HERE / "dist_check.py"),
+    cmd = [torchrun, "--nproc_per_node", str(nproc), "--master_port", str(free_port()), str(HERE / "dist_check.py"),
            str(out), tiny, str(per_device)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

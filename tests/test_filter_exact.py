@@ -17,7 +17,7 @@ import torch
 
 from empo.entropy import FILTER_NORMALISATION
 from empo.errors import ConfigError
-from scripted import G, SCRIPT, lora_step_gradients, make_tiny_model, make_trainer
+from scripted import G, SCRIPT, free_port, lora_step_gradients, make_tiny_model, make_trainer
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS = list(SCRIPT)
@@ -105,14 +105,6 @@ def test_inexact_settings_are_refused_before_the_model_loads(tmp_path, tiny, set
     validate(EmpoArguments(entropy_filter=False), args)  # without the filter there is nothing to make exact
     with pytest.raises(ValueError, match=named):  # the trainer refuses too, for callers that skip validate()
         make_trainer(tmp_path, tiny, KEPT, **setting)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:  # a fixed port collides with other torchrun tests running on the same machine
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_two_processes(tmp_path, tiny, question_indices, per_device, loss_types):
