@@ -55,6 +55,13 @@ class EmpoArguments:
                 "compiled with CUDA graphs on GPU."})
     # machine
     num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: all cores)."})
+    # launch (read by `empo launch`; training itself ignores them)
+    accelerate_config: str | None = field(default=None, metadata={
+        "help": "accelerate config file `empo launch` starts this recipe with (e.g. "
+                "recipes/accelerate_configs/zero3.yaml); None: plain data parallel (ddp.yaml)."})
+    dataset_rows: int | None = field(default=None, metadata={
+        "help": "Number of training questions, for `empo launch`'s step arithmetic when the dataset file is not on "
+                "this machine (it counts the file when it is)."})
 
 
 def check_recipe_keys(config: dict, dataclass_types) -> None:

@@ -9,11 +9,14 @@ from empo.train import parse_args, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml") if p.parent.name != "sweeps")
+CPU_RECIPES = [p for p in RECIPES if "_cpu" in p.stem]
+GPU_RECIPES = [p for p in RECIPES if "_cpu" not in p.stem]
 SWEEPS = sorted((ROOT / "recipes").glob("*/sweeps/*.yaml"))
+recipe_id = lambda p: str(p.relative_to(ROOT / "recipes"))  # noqa: E731
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
-def test_shipped_recipes_parse_and_validate(recipe):
+@pytest.mark.parametrize("recipe", CPU_RECIPES, ids=recipe_id)
+def test_shipped_cpu_recipes_parse_and_validate(recipe):
     empo_args, training_args, model_args = parse_args(["--config", str(recipe)])
     validate(empo_args, training_args)
     assert training_args.bf16 is False and training_args.gradient_checkpointing is False  # CPU recipes
