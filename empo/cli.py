@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_compare(sub)
     _add_merge(sub)
+    from empo.launch import add_parser as _add_launch
+
+    _add_launch(sub)
     return parser
 
 
@@ -214,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # everything after 'train' belongs to TRL's parser
         return _train(None, argv[1:])
+    overrides = []
+    if argv[:1] == ["launch"] and "--" in argv:  # recipe overrides after '--' reach empo train untouched
+        argv, overrides = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = build_parser().parse_args(argv)
+    if overrides:
+        args.overrides = overrides
     from empo.model import ModelResolutionError
     from empo.vllm_backend import VLLMUnavailable
 
