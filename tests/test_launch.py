@@ -169,6 +169,6 @@ def test_cli_refusal_is_one_line_and_starts_nothing(capsys, monkeypatch):
 
 
 def test_refuses_a_generation_batch_that_is_not_whole_micro_steps(tmp_path):
-    recipe = broken(tmp_path, BIG, per_device_train_batch_size=3)  # 4096 over 3 x 8 completions per micro-step
-    with pytest.raises(PlanError, match=r"generation_batch_size 4096 is not a multiple of the 24 completions"):
+    recipe = broken(tmp_path, SMALL, generation_batch_size=119, vllm_mode="colocate")  # 17 x G=7, over 8 processes
+    with pytest.raises(PlanError, match=r"generation_batch_size 119 is not a multiple of the 8 completions"):
         make_plan(recipe, Cluster())
