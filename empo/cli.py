@@ -243,6 +243,9 @@ def build_parser(eval_suite: dict | None = None) -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_merge(sub)
     _add_data(sub)
+    from empo.launch import add_parser as _add_launch
+
+    _add_launch(sub)
     return parser
 
 
@@ -250,7 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # everything after 'train' belongs to TRL's parser
         return report_errors("train", lambda: _train(None, argv[1:]))
+    overrides = []
+    if argv[:1] == ["launch"] and "--" in argv:  # recipe overrides after '--' reach empo train untouched
+        argv, overrides = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = build_parser().parse_args(argv)
+    if overrides:
+        args.overrides = overrides
     return report_errors(args.command, lambda: _dispatch(args, argv))
 
 

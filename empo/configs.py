@@ -69,6 +69,13 @@ class EmpoArguments:
         "help": "Start output_dir afresh even if it holds a run with other settings: its contents are moved to "
                 "<output_dir>.replaced-<UTC time>/ (nothing is deleted). Without it, a resume with different "
                 "defining settings is refused (see empo.runs)."})
+    # launch (read by `empo launch`; training itself ignores them)
+    accelerate_config: str | None = field(default=None, metadata={
+        "help": "accelerate config file `empo launch` starts this recipe with (e.g. "
+                "recipes/accelerate_configs/zero3.yaml); None: plain data parallel (ddp.yaml)."})
+    dataset_rows: int | None = field(default=None, metadata={
+        "help": "Number of training questions, for `empo launch`'s step arithmetic when the dataset file is not on "
+                "this machine (it counts the file when it is)."})
 
 
 def check_recipe_keys(config: dict, dataclass_types) -> None:

@@ -65,6 +65,7 @@ class EmpoTrainer(GRPOTrainer):
         self._local_batch: tuple[list, list] | None = None
         self._window_kept_tokens = 0
         self._skipped_optimizer_steps = 0
+        self._step_decision: bool | None = None  # this optimizer step's skip decision, shared by its step() calls
         if training_args is not None and training_args.use_vllm:
             from empo.vllm_backend import empo_vllm_generation
 
@@ -125,6 +126,7 @@ class EmpoTrainer(GRPOTrainer):
         inputs = super()._prepare_inputs(generation_batch)
         if self.model.training:
             self._window_kept_tokens += int(_loss_mask(inputs).sum().item())
+            self._step_decision = None  # a new micro-step: the next optimizer step decides afresh
         return inputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -139,11 +141,18 @@ class EmpoTrainer(GRPOTrainer):
         original_step = optimizer.step
 
         def step(*args, **kwargs):
-            # All processes call step together, so this reduction is collective-safe.
-            tokens = torch.tensor(float(self._window_kept_tokens), device=self.accelerator.device)
-            self._window_kept_tokens = 0
-            if self.accelerator.reduce(tokens, reduction="sum").item() == 0:
-                self._skipped_optimizer_steps += 1
+            # Decided once per optimizer step: DeepSpeed's ZeRO optimizers call this torch optimizer's step once per
+            # parameter group (stage 1/2) or sub-group (stage 3) inside engine.step(), which accelerate runs from
+            # accelerator.backward. Skipping here (not engine.step) keeps DeepSpeed's own bookkeeping (gradient
+            # zeroing, fp32->param copy of unchanged partitions) while moving no weight and no Adam state.
+            if self._step_decision is None:
+                # All processes reach the first call together, so this reduction is collective-safe.
+                tokens = torch.tensor(float(self._window_kept_tokens), device=self.accelerator.device)
+                self._window_kept_tokens = 0
+                self._step_decision = self.accelerator.reduce(tokens, reduction="sum").item() > 0
+                if not self._step_decision:
+                    self._skipped_optimizer_steps += 1
+            if not self._step_decision:
                 return None
             return original_step(*args, **kwargs)
 

@@ -11,11 +11,14 @@ from extras import HAVE_VLLM, REQUIRE_VLLM
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml") if p.parent.name != "sweeps")
+CPU_RECIPES = [p for p in RECIPES if "_cpu" in p.stem]
+GPU_RECIPES = [p for p in RECIPES if "_cpu" not in p.stem]
 SWEEPS = sorted((ROOT / "recipes").glob("*/sweeps/*.yaml"))
+recipe_id = lambda p: str(p.relative_to(ROOT / "recipes"))  # noqa: E731
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
-def test_shipped_recipes_parse_and_validate(recipe):
+@pytest.mark.parametrize("recipe", CPU_RECIPES, ids=recipe_id)
+def test_shipped_cpu_recipes_parse_and_validate(recipe):
     empo_args, training_args, model_args = parse_args(["--config", str(recipe)])
     if training_args.use_vllm and not HAVE_VLLM and not REQUIRE_VLLM:
         # without the extra, a vLLM recipe must stop at validation with the one-line install hint

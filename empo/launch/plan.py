@@ -1,0 +1,490 @@
+"""The arithmetic behind ``empo launch``: which GPU does what, how big a step is, how long a run is, and whether it
+fits in GPU memory. Everything here is computed from the recipe, the accelerate config it names and the model's
+architecture (``recipes/<model>/model_config.json``); nothing loads a model or touches a GPU.
+
+A recipe that cannot work raises :class:`PlanError` with one message naming the cause, before anything starts.
+The estimates are first-order (stated in ``Plan.assumptions``); they are meant to catch a run that cannot fit or
+will take ten times longer than expected, not to replace a profiler.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GiB = 1024**3
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class PlanError(ValueError):
+    """A recipe that cannot run on the requested GPUs; the message names the cause."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The architecture numbers the memory and time estimates need (a Llama/Qwen2-style decoder)."""
+
+    num_hidden_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    vocab_size: int
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    max_position_embeddings: int | None = None
+
+    @classmethod
+    def from_file(cls, path: Path) -> "ModelShape":
+        raw = json.loads(Path(path).read_text())
+        names = cls.__dataclass_fields__
+        missing = [k for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+                               "vocab_size") if k not in raw]
+        if missing:
+            raise PlanError(f"model config {path} lacks {', '.join(missing)}")
+        raw.setdefault("num_key_value_heads", raw["num_attention_heads"])
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of each projection in one decoder layer, by the usual module names."""
+        h, kv = self.hidden_size, self.num_key_value_heads * self.head_dim
+        i = self.intermediate_size
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+
+    def layer_params(self) -> int:
+        h, kv = self.hidden_size, self.num_key_value_heads * self.head_dim
+        bias = (h + 2 * kv) if self.attention_bias else 0
+        return sum(a * b for a, b in self.linear_shapes().values()) + bias + 2 * h  # + two RMSNorms
+
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size
+
+    def params(self) -> int:
+        head = 0 if self.tie_word_embeddings else self.embedding_params()
+        return self.num_hidden_layers * self.layer_params() + self.embedding_params() + head + self.hidden_size
+
+    def lora_params(self, r: int, targets) -> int:
+        shapes = self.linear_shapes()
+        if targets in (None, "all-linear"):
+            targets = list(shapes)
+        return self.num_hidden_layers * sum(r * (a + b) for name, (a, b) in shapes.items() if name in targets)
+
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * dtype_bytes
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How the accelerate config shards the training state."""
+
+    kind: str            # "ddp", "zero1", "zero2", "zero3", "fsdp"
+    offload_optimizer: bool = False
+    offload_params: bool = False
+
+    @classmethod
+    def from_accelerate_config(cls, path: Path | None) -> "Sharding":
+        import yaml
+
+        if path is None:
+            return cls("ddp")
+        if not Path(path).is_file():
+            raise PlanError(f"accelerate config '{path}' does not exist")
+        cfg = yaml.safe_load(Path(path).read_text()) or {}
+        kind = cfg.get("distributed_type", "MULTI_GPU")
+        if kind == "DEEPSPEED":
+            ds = cfg.get("deepspeed_config") or {}
+            stage = int(ds.get("zero_stage", 0))
+            return cls(f"zero{stage}" if stage else "ddp", offload_optimizer=ds.get("offload_optimizer_device", "none") != "none",
+                       offload_params=ds.get("offload_param_device", "none") != "none")
+        if kind == "FSDP":
+            return cls("fsdp", offload_params=bool((cfg.get("fsdp_config") or {}).get("fsdp_offload_params")))
+        return cls("ddp")
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.kind.startswith("zero")
+
+    def divisors(self, n: int) -> tuple[int, int, int]:
+        """Divisors of (weights, gradients, optimizer states) across n trainer processes."""
+        return {"ddp": (1, 1, 1), "zero0": (1, 1, 1), "zero1": (1, 1, n), "zero2": (1, n, n),
+                "zero3": (n, n, n), "fsdp": (n, n, n)}[self.kind]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: int = 1
+    gpus_per_node: int = 8
+    gpu_memory_gib: float = 80.0
+    # time model (stated in the plan's assumptions; flags of `empo launch`)
+    peak_tflops: float = 989.0          # H100 SXM dense bf16
+    train_mfu: float = 0.30
+    generation_mfu: float = 0.10
+    decode_step_s: float = 0.010        # floor on one vLLM decode step (scheduling + kernel launches)
+    mean_prompt_tokens: int = 256
+    mean_completion_fraction: float = 0.5
+
+
+@dataclass
+class Layout:
+    """Which GPUs serve vLLM and which train."""
+
+    vllm_mode: str | None                # "server", "colocate" or None (HF generate)
+    trainers: int                        # training processes in total
+    trainer_nodes: int
+    trainers_per_node: int
+    server_gpus: int = 0                 # GPUs running `trl vllm-serve`
+    server_dedicated_node: bool = False  # multi-node server mode: node 0 only serves
+    tensor_parallel: int = 1
+    data_parallel: int = 1               # vLLM replicas on the server
+
+
+@dataclass
+class Plan:
+    recipe: str
+    model: str
+    layout: Layout
+    sharding: Sharding
+    use_peft: bool
+    params: int
+    trainable_params: int
+    num_generations: int
+    per_device_batch: int
+    grad_accum: int
+    generation_batch: int
+    completions_per_step: int
+    prompts_per_step: int
+    optimizer_steps_per_generation: float
+    dataset_rows: int | None
+    dataset_rows_source: str
+    steps_per_epoch: int | None
+    total_steps: int | None
+    max_completion_length: int
+    max_model_length: int
+    vllm_gpu_memory_utilization: float | None = None
+    memory: dict[str, float] = field(default_factory=dict)      # GiB per training GPU, by component
+    vllm_memory: dict[str, float] = field(default_factory=dict)  # GiB per vLLM GPU (server) / share (colocate)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    gpu_hours: float | None = None
+    assumptions: list[str] = field(default_factory=list)
+    cluster: Cluster = field(default_factory=Cluster)
+
+    @property
+    def total_gpus(self) -> int:
+        return self.cluster.nodes * self.cluster.gpus_per_node
+
+    @property
+    def memory_per_gpu(self) -> float:
+        return sum(self.memory.values())
+
+    @property
+    def completion_tokens_per_step(self) -> int:
+        return self.completions_per_step * self.max_completion_length
+
+    def format(self) -> str:
+        lo, c = self.layout, self.cluster
+        out = [f"empo launch plan: {self.recipe}",
+               f"  model            {self.model}: {self.params / 1e9:.2f} B parameters, "
+               + (f"LoRA ({self.trainable_params / 1e6:.1f} M trainable)" if self.use_peft else "full weights"),
+               f"  GPUs             {c.nodes} node(s) x {c.gpus_per_node} = {self.total_gpus}, "
+               f"{c.gpu_memory_gib:g} GiB each"]
+        if lo.vllm_mode == "server":
+            where = ("node 0 (all its GPUs)" if lo.server_dedicated_node else
+                     f"GPU {'0' if lo.server_gpus == 1 else f'0-{lo.server_gpus - 1}'} of node 0")
+            out.append(f"  vLLM             server on {where}: tensor parallel {lo.tensor_parallel} x data parallel "
+                       f"{lo.data_parallel}")
+        elif lo.vllm_mode == "colocate":
+            out.append(f"  vLLM             colocated in every training process, tensor parallel {lo.tensor_parallel}")
+        else:
+            out.append("  generation       transformers generate inside each training process (use_vllm: false)")
+        out += [f"  world size       {lo.trainers} training processes ({lo.trainer_nodes} node(s) x "
+                f"{lo.trainers_per_node}), sharding {self.sharding.kind}",
+                f"  per step         {self.completions_per_step} completions = {self.prompts_per_step} prompts x "
+                f"G={self.num_generations} ({self.per_device_batch} per device x {lo.trainers} x "
+                f"{self.grad_accum} accumulation); G divides it",
+                f"  generation       {self.generation_batch} completions per rollout = "
+                f"{self.optimizer_steps_per_generation:g} optimizer step(s)",
+                f"  completion tokens {self.completion_tokens_per_step:,} per step at most "
+                f"({self.completions_per_step} x {self.max_completion_length})"]
+        if self.total_steps is not None:
+            out.append(f"  steps            {self.steps_per_epoch} per epoch ({self.dataset_rows} rows, "
+                       f"{self.dataset_rows_source}); {self.total_steps} optimizer steps in total; "
+                       f"{self.total_steps * self.completion_tokens_per_step / 1e9:.2f} B completion tokens at most")
+        else:
+            out.append(f"  steps            unknown: {self.dataset_rows_source}")
+        out.append(f"  memory per training GPU  {self.memory_per_gpu:.1f} GiB of {c.gpu_memory_gib:g}")
+        out += [f"    {k:<34} {v:6.1f}" for k, v in self.memory.items()]
+        if self.vllm_memory:
+            out.append("  vLLM memory (GiB per " + ("server GPU)" if lo.vllm_mode == "server" else "training GPU, "
+                                                  "included above)"))
+            out += [f"    {k:<34} {v:6.1f}" for k, v in self.vllm_memory.items()]
+        if self.step_seconds:
+            s = self.step_seconds
+            out.append(f"  time per step    ~{s['total']:.0f} s (generation {s['generation']:.0f} s + training "
+                       f"{s['training']:.0f} s, not overlapped)")
+        if self.gpu_hours is not None:
+            out.append(f"  estimate         ~{self.gpu_hours:,.0f} GPU-hours ({self.gpu_hours / self.total_gpus:,.1f} h "
+                       f"wall-clock on {self.total_gpus} GPUs)")
+        out.append("  assumptions")
+        out += [f"    - {a}" for a in self.assumptions]
+        return "\n".join(out)
+
+
+def find_model_shape(recipe: Path, model_name_or_path: str) -> tuple[ModelShape, Path]:
+    """``<recipe's model dir>/model_config.json`` beside the recipe, else a local checkpoint's ``config.json``."""
+    recipe = Path(recipe).resolve()
+    for candidate in (recipe.parent.parent / "model_config.json", recipe.parent / "model_config.json",
+                      Path(model_name_or_path) / "config.json"):
+        if candidate.is_file():
+            return ModelShape.from_file(candidate), candidate
+    raise PlanError(f"no model architecture for '{model_name_or_path}': put its config.json numbers in "
+                    f"{recipe.parent.parent / 'model_config.json'}")
+
+
+def count_rows(dataset_name: str) -> int | None:
+    path = Path(dataset_name)
+    if not path.is_file():
+        return None
+    if path.suffix == ".jsonl":
+        with path.open("rb") as f:
+            return sum(1 for line in f if line.strip())
+    from empo.data import DataSpec, load_questions
+
+    return len(load_questions(DataSpec(name=str(path), answer_field=None, id_field=None)))
+
+
+def make_layout(vllm_mode: str | None, cluster: Cluster, tensor_parallel: int) -> Layout:
+    n, g = cluster.nodes, cluster.gpus_per_node
+    if vllm_mode == "server":
+        if n == 1:
+            if tensor_parallel > g:
+                raise PlanError(f"vLLM tensor parallel size {tensor_parallel} is larger than the {g} GPUs of the node")
+            if g < tensor_parallel + 1:
+                raise PlanError(f"server mode needs the vLLM server's {tensor_parallel} GPU(s) plus at least one "
+                                f"trainer; the node has {g} GPU(s)")
+            return Layout("server", trainers=g - tensor_parallel, trainer_nodes=1, trainers_per_node=g - tensor_parallel,
+                          server_gpus=tensor_parallel, tensor_parallel=tensor_parallel)
+        # several nodes: accelerate needs the same process count on every machine, so node 0 only serves
+        if tensor_parallel > g:
+            raise PlanError(f"vLLM tensor parallel size {tensor_parallel} is larger than the {g} GPUs of the server node")
+        return Layout("server", trainers=(n - 1) * g, trainer_nodes=n - 1, trainers_per_node=g, server_gpus=g,
+                      server_dedicated_node=True, tensor_parallel=tensor_parallel, data_parallel=g // tensor_parallel)
+    if vllm_mode == "colocate" and tensor_parallel > g:
+        raise PlanError(f"vLLM tensor parallel size {tensor_parallel} is larger than the {g} GPUs of a node "
+                        f"(colocated tensor-parallel groups stay within a node)")
+    if vllm_mode == "colocate" and g % tensor_parallel:
+        raise PlanError(f"vLLM tensor parallel size {tensor_parallel} does not divide the {g} GPUs per node")
+    return Layout(vllm_mode, trainers=n * g, trainer_nodes=n, trainers_per_node=g, tensor_parallel=tensor_parallel)
+
+
+def make_plan(recipe: str | Path, cluster: Cluster = Cluster(), vllm_mode: str | None = None,
+              overrides: list[str] | None = None, dataset_rows: int | None = None) -> Plan:
+    """Parse the recipe exactly as ``empo train`` does, lay it out on the cluster, and check that it can run."""
+    import yaml
+
+    from empo.errors import ConfigError
+    from empo.train import parse_args
+
+    recipe = Path(recipe)
+    overrides = list(overrides or [])
+    if not recipe.is_file():
+        raise PlanError(f"recipe '{recipe}' does not exist")
+    try:
+        # --use_cpu: the plan is made on any machine; transformers refuses bf16 without a GPU unless told so
+        empo_args, args, model_args = parse_args(["--config", str(recipe), *overrides, "--use_cpu", "true"])
+    except ConfigError as e:  # unreadable recipe, unknown key, TRL's own checks: one message, as empo train says it
+        raise PlanError(str(e)) from None
+    raw = yaml.safe_load(recipe.read_text()) or {}  # parse_args has read it as a YAML mapping
+    if vllm_mode is not None and not args.use_vllm:
+        raise PlanError(f"--vllm {vllm_mode} given but the recipe has use_vllm: false")
+    mode = (vllm_mode or args.vllm_mode) if args.use_vllm else None
+    tp = args.vllm_tensor_parallel_size if args.use_vllm else 1
+    layout = make_layout(mode, cluster, tp)
+    shape, shape_file = find_model_shape(recipe, model_args.model_name_or_path)
+    accelerate_config = empo_args.accelerate_config
+    if accelerate_config and not Path(accelerate_config).is_absolute() and not Path(accelerate_config).exists():
+        accelerate_config = str(REPO_ROOT / accelerate_config)
+    sharding = Sharding.from_accelerate_config(Path(accelerate_config) if accelerate_config else None)
+    G, b, ga, w = args.num_generations, args.per_device_train_batch_size, args.gradient_accumulation_steps, layout.trainers
+
+    # --- batch arithmetic (TRL 1.16: GRPOConfig.__post_init__, with the real world size) ---
+    explicit_generation_batch = "generation_batch_size" in raw or "--generation_batch_size" in overrides
+    explicit_steps = "steps_per_generation" in raw or "--steps_per_generation" in overrides
+    if explicit_generation_batch:
+        gen_batch = args.generation_batch_size
+    else:
+        gen_batch = b * w * (args.steps_per_generation if explicit_steps else ga)
+    if gen_batch % (b * w):
+        raise PlanError(f"generation_batch_size {gen_batch} is not a multiple of the {b * w} completions one "
+                        f"micro-step takes ({b} per device x {w} training processes)")
+    if gen_batch % G:
+        raise PlanError(f"G={G} does not divide the generation batch of {gen_batch} completions")
+    per_step = b * w * ga
+    if per_step % G:
+        raise PlanError(f"G={G} does not divide the global batch: {per_step} completions per optimizer step "
+                        f"({b} per device x {w} training processes x {ga} accumulation) would split a question's "
+                        f"group across optimizer steps; make per_device_train_batch_size x "
+                        f"gradient_accumulation_steps x {w} a multiple of {G}")
+    steps_per_gen = gen_batch / per_step
+
+    # --- steps ---
+    rows = dataset_rows
+    source = "--dataset-rows"
+    if rows is None:
+        rows = count_rows(empo_args.dataset_name)
+        source = f"counted in {empo_args.dataset_name}"
+    if rows is None and empo_args.dataset_rows:
+        rows, source = empo_args.dataset_rows, f"the recipe's dataset_rows; {empo_args.dataset_name} is not here"
+    if rows is None and empo_args.dataset_name.startswith("arith"):
+        from empo.data import ARITH_DEFAULT_SIZE
+
+        rows, source = empo_args.dataset_limit or ARITH_DEFAULT_SIZE.get(empo_args.dataset_split, 200), "arith generator"
+    if rows is not None and empo_args.dataset_limit:
+        rows = min(rows, empo_args.dataset_limit)
+    if rows is None:
+        source = f"{empo_args.dataset_name} is not on this machine; pass --dataset-rows"
+    prompts_per_gen = gen_batch // G
+    steps_per_epoch = total = None
+    if rows is not None:
+        # TRL's RepeatSampler yields whole generation batches of distinct prompts; a last partial batch is dropped
+        completions_per_epoch = (rows // prompts_per_gen) * gen_batch * args.num_iterations
+        steps_per_epoch = completions_per_epoch // per_step
+        if steps_per_epoch == 0:
+            raise PlanError(f"the dataset's {rows} rows are fewer than one generation batch of {prompts_per_gen} prompts")
+    if args.max_steps and args.max_steps > 0:
+        total = args.max_steps
+    elif steps_per_epoch is not None:
+        total = math.ceil(args.num_train_epochs * steps_per_epoch)
+    max_len = args.vllm_max_model_length or (cluster.mean_prompt_tokens * 2 + args.max_completion_length)
+    if shape.max_position_embeddings and max_len > shape.max_position_embeddings:
+        raise PlanError(f"prompt + completion ({max_len} tokens) exceeds the model's {shape.max_position_embeddings} "
+                        f"positions")
+
+    params = shape.params()
+    trainable = shape.lora_params(model_args.lora_r, model_args.lora_target_modules) if model_args.use_peft else params
+    plan = Plan(recipe=str(recipe), model=model_args.model_name_or_path, layout=layout, sharding=sharding,
+                use_peft=model_args.use_peft, params=params, trainable_params=trainable, num_generations=G,
+                per_device_batch=b, grad_accum=ga, generation_batch=gen_batch, completions_per_step=per_step,
+                prompts_per_step=per_step // G, optimizer_steps_per_generation=steps_per_gen, dataset_rows=rows,
+                dataset_rows_source=source, steps_per_epoch=steps_per_epoch, total_steps=total,
+                max_completion_length=args.max_completion_length, max_model_length=max_len, cluster=cluster,
+                vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization if args.use_vllm else None)
+    _memory(plan, shape, args, model_args, shape_file)
+    _time(plan, shape, args)
+    over = plan.memory_per_gpu - cluster.gpu_memory_gib
+    if over > 0:
+        top = ", ".join(f"{k} {v:.1f}" for k, v in sorted(plan.memory.items(), key=lambda kv: -kv[1])[:3])
+        raise PlanError(f"memory over budget: ~{plan.memory_per_gpu:.1f} GiB per training GPU > "
+                        f"{cluster.gpu_memory_gib:g} GiB ({top} GiB); lower per_device_train_batch_size or "
+                        f"vllm_gpu_memory_utilization, shard more (zero3/fsdp), or use LoRA")
+    return plan
+
+
+def _dtype_bytes(model_args, args) -> int:
+    dtype = (model_args.dtype or "float32").replace("torch.", "")
+    return 2 if dtype in ("bfloat16", "float16", "bf16", "fp16") or (dtype == "auto" and args.bf16) else 4
+
+
+def _memory(plan: Plan, shape: ModelShape, args, model_args, shape_file: Path) -> None:
+    c, lo, sh = plan.cluster, plan.layout, plan.sharding
+    n = lo.trainers
+    wb = _dtype_bytes(model_args, args)
+    div_w, div_g, div_o = sh.divisors(n)
+    # Optimizer state bytes per trainable parameter: DeepSpeed keeps an fp32 master copy plus Adam's two moments;
+    # torch AdamW (DDP/FSDP) keeps the two moments in the parameter's dtype.
+    opt_bytes = 12 if sh.deepspeed else 2 * wb
+    mem = plan.memory
+    if plan.use_peft:
+        mem["frozen base weights"] = plan.params * wb / div_w / GiB
+        lora_w = plan.trainable_params * 4  # peft keeps adapters in fp32 beside a bf16 base
+        mem["LoRA weights+grads+Adam (fp32)"] = (lora_w * 2 + plan.trainable_params * 8) / GiB
+    else:
+        mem["weights"] = 0.0 if sh.offload_params else plan.params * wb / div_w / GiB
+        mem["gradients"] = plan.params * wb / div_g / GiB
+        mem["optimizer states"] = 0.0 if sh.offload_optimizer else plan.params * opt_bytes / div_o / GiB
+    if div_w > 1:  # ZeRO-3 / FSDP gather a layer (and the embedding) at a time, one ahead
+        mem["gathered params (zero3/fsdp)"] = 2 * max(shape.layer_params(), shape.embedding_params()) * wb / GiB
+    b, T, h, L = plan.per_device_batch, plan.max_model_length, shape.hidden_size, shape.num_hidden_layers
+    act_b = 2 if args.bf16 else wb
+    if args.gradient_checkpointing:
+        mem["activations (checkpointed)"] = (L * b * T * h * act_b + 34 * b * T * h * act_b / 2) / GiB
+    else:
+        mem["activations"] = (L * 34 * b * T * h * act_b / 2) / GiB
+    mem["logits (completion x vocab)"] = b * plan.max_completion_length * shape.vocab_size * 8 / GiB
+    if lo.vllm_mode is None:
+        per_process = math.ceil(plan.generation_batch / n)
+        mem["KV cache (HF generate)"] = per_process * T * shape.kv_bytes_per_token(wb) / GiB
+    vllm_weights = plan.params * 2 / lo.tensor_parallel / GiB
+    if lo.vllm_mode in ("server", "colocate"):
+        share = args.vllm_gpu_memory_utilization * c.gpu_memory_gib
+        kv = share - vllm_weights - 1.0
+        if kv <= 0:
+            raise PlanError(f"vLLM's share ({args.vllm_gpu_memory_utilization:g} x {c.gpu_memory_gib:g} GiB = "
+                            f"{share:.1f} GiB) does not hold its weights ({vllm_weights:.1f} GiB per GPU at tensor "
+                            f"parallel {lo.tensor_parallel}) plus 1 GiB of buffers; raise vllm_gpu_memory_utilization")
+        kv_tokens = kv * GiB / (shape.kv_bytes_per_token(2) / lo.tensor_parallel)
+        plan.vllm_memory = {"weights (bf16 / tensor parallel)": vllm_weights, "KV cache": kv,
+                            "buffers": 1.0, "total (utilization x GPU)": share}
+        plan.assumptions.append(f"vLLM's KV cache holds ~{kv_tokens:,.0f} tokens = ~{kv_tokens / T:,.0f} sequences "
+                                f"of {T} tokens at once per replica")
+        if lo.vllm_mode == "colocate":
+            mem["vLLM share (colocated)"] = share
+    fixed = 3.0
+    mem["CUDA context, NCCL, fragmentation"] = fixed + 0.1 * sum(mem.values())
+    plan.assumptions += [
+        f"model architecture from {shape_file}",
+        f"weights in {'bf16' if wb == 2 else 'fp32'}; optimizer states "
+        + ("fp32 master + Adam moments (12 B/param, DeepSpeed)" if sh.deepspeed else
+           f"Adam moments in the parameter dtype ({opt_bytes} B/param, torch AdamW)")
+        + f"; sharded over the {n} training processes as {sh.kind}"
+        + (" (optimizer offloaded to CPU)" if sh.offload_optimizer else "")
+        + (" (parameters offloaded to CPU)" if sh.offload_params else ""),
+        f"activations: a micro-batch of {b} sequence(s) of {T} tokens (prompt + completion, vllm_max_model_length or "
+        f"2 x {c.mean_prompt_tokens} + completion); with gradient checkpointing one {act_b}-byte hidden state per "
+        f"layer plus one layer's recompute (34 x tokens x hidden bytes, flash attention)",
+        "logits: 8 bytes per completion token x vocabulary (bf16 logits, a tempered copy, their gradient, "
+        "fp32 log-softmax one row at a time)",
+        "CUDA context, NCCL buffers and allocator fragmentation: 3 GiB + 10% of the rest",
+    ]
+
+
+def _time(plan: Plan, shape: ModelShape, args) -> None:
+    c, lo = plan.cluster, plan.layout
+    P = plan.params
+    mean_completion = c.mean_completion_fraction * plan.max_completion_length
+    tokens = plan.completions_per_step * (c.mean_prompt_tokens + mean_completion)
+    # forward 2P + backward 4P (full) or 2P (LoRA: activation gradients only) + recompute 2P with checkpointing,
+    # + a no-grad forward 2P for the old log-probs TRL computes for vLLM's importance-sampling correction
+    per_token = 2 * P + (2 * P if plan.use_peft else 4 * P)
+    per_token += 2 * P if args.gradient_checkpointing else 0
+    old_logps = bool(args.use_vllm and args.vllm_importance_sampling_correction)
+    per_token += 2 * P if old_logps else 0
+    train_s = tokens * per_token / (lo.trainers * c.peak_tflops * 1e12 * c.train_mfu)
+    gen_gpus = lo.server_gpus if lo.vllm_mode == "server" else lo.trainers
+    gen_tokens = plan.completions_per_step * mean_completion
+    throughput_s = plan.completions_per_step * (c.mean_prompt_tokens + mean_completion) * 2 * P / (
+        gen_gpus * c.peak_tflops * 1e12 * c.generation_mfu)
+    latency_s = plan.max_completion_length * c.decode_step_s / plan.optimizer_steps_per_generation
+    gen_s = max(throughput_s, latency_s)
+    plan.step_seconds = {"generation": gen_s, "training": train_s, "total": gen_s + train_s}
+    if plan.total_steps is not None:
+        plan.gpu_hours = plan.step_seconds["total"] * plan.total_steps * plan.total_gpus / 3600
+    plan.assumptions += [
+        f"time: mean prompt {c.mean_prompt_tokens} tokens, mean completion {c.mean_completion_fraction:g} x "
+        f"max_completion_length = {mean_completion:.0f} tokens ({gen_tokens:,.0f} generated per step)",
+        f"training at {c.train_mfu:.0%} of {c.peak_tflops:g} TFLOPS per GPU; "
+        f"{per_token / P:.0f} x params FLOPs per token (forward, backward"
+        + (", recompute" if args.gradient_checkpointing else "")
+        + (", old log-probs for vLLM importance sampling" if old_logps else "") + ")",
+        f"generation at {c.generation_mfu:.0%} of peak on {gen_gpus} GPU(s), and no faster than "
+        f"max_completion_length x {c.decode_step_s * 1000:g} ms per decode step per rollout (the longest completion "
+        f"sets the pace)",
+        "generation and training do not overlap (TRL generates, then trains); evaluation and checkpoint saving "
+        "are not counted",
+    ]

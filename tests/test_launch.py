@@ -1,0 +1,174 @@
+"""`empo launch`: every paper recipe plans on 1x8 and 2x8 GPUs, and each way a recipe cannot run is refused
+before anything starts, with one message naming the cause."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from empo.launch import Cluster, PlanError, build_commands, make_plan
+from empo.launch.commands import render_shell, render_slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml")
+                     if p.parent.name != "sweeps" and "_cpu" not in p.stem)
+recipe_id = lambda p: str(p.relative_to(ROOT / "recipes"))  # noqa: E731
+# The 1.5B recipes are the paper's 7 trainers x 16 accumulation = 112 = 16 prompts x G=7. On 2 nodes the server
+# takes node 0 and 8 GPUs train: 8 x 14 = 112 keeps the paper's batch.
+TWO_NODE_OVERRIDES = {"Qwen2.5-Math-1.5B": ["--gradient_accumulation_steps", "14"]}
+
+
+def overrides_for(recipe: Path, nodes: int) -> list[str]:
+    return TWO_NODE_OVERRIDES.get(recipe.parent.parent.name, []) if nodes > 1 else []
+
+
+@pytest.mark.parametrize("nodes", [1, 2])
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=recipe_id)
+def test_every_paper_recipe_plans_on_one_and_two_nodes(recipe, nodes):
+    plan = make_plan(recipe, Cluster(nodes=nodes, gpus_per_node=8), overrides=overrides_for(recipe, nodes))
+    lo = plan.layout
+    assert lo.trainers + (lo.server_gpus if lo.vllm_mode == "server" else 0) == 8 * nodes
+    assert plan.completions_per_step % plan.num_generations == 0
+    assert plan.generation_batch % (plan.per_device_batch * lo.trainers) == 0
+    assert 0 < plan.memory_per_gpu <= 80 and plan.total_steps > 0 and plan.gpu_hours > 0
+    assert all(v >= 0 for v in plan.memory.values())
+    text = plan.format()
+    assert "memory per training GPU" in text and "assumptions" in text and "GPU-hours" in text
+    commands = build_commands(plan, str(recipe), str(ROOT / "recipes/accelerate_configs/zero3.yaml"),
+                              overrides_for(recipe, nodes))
+    train = next(c for c in commands if c.role == "train")
+    assert train.argv[:2] == ["accelerate", "launch"] and str(recipe) in train.argv
+    assert train.argv[train.argv.index("--num_processes") + 1] == str(lo.trainers)
+    assert "--machine_rank" in train.argv and (lo.trainer_nodes == 1 or "$MASTER_ADDR" in train.argv)
+    if lo.vllm_mode == "server":
+        serve = next(c for c in commands if c.role == "vllm-server")
+        assert serve.argv[:2] == ["trl", "vllm-serve"]
+    script = render_slurm(plan, commands, job_name="t")
+    assert "{{" not in script and f"#SBATCH --nodes={nodes}" in script and train.shell() in script
+    assert render_shell(commands)
+
+
+def test_one_node_plans_match_the_paper_batches():
+    small = make_plan(ROOT / "recipes/Qwen2.5-Math-1.5B/empo/config_numina20k.yaml", Cluster())
+    assert (small.layout.trainers, small.layout.server_gpus) == (7, 1)
+    assert (small.completions_per_step, small.prompts_per_step) == (112, 16)
+    assert (small.steps_per_epoch, small.total_steps) == (1250, 2500)  # 20k prompts / 16, 2 epochs
+    assert small.params == pytest.approx(1.54e9, rel=0.01)  # Qwen2.5-Math-1.5B: 1.54 B parameters
+    big = make_plan(ROOT / "recipes/Qwen2.5-Math-7B/empo/config_numina20k.yaml", Cluster())
+    assert (big.completions_per_step, big.prompts_per_step, big.optimizer_steps_per_generation) == (512, 32, 8)
+    assert big.total_steps == 2400 and big.layout.tensor_parallel == 4
+    assert big.params == pytest.approx(7.62e9, rel=0.01)  # Qwen2.5-Math-7B: 7.62 B parameters
+    lora = make_plan(ROOT / "recipes/Qwen2.5-Math-7B/empo/config_numina20k_lora.yaml", Cluster())
+    assert lora.memory_per_gpu < big.memory_per_gpu and lora.trainable_params < big.params / 20
+
+
+def test_dataset_rows_are_counted_when_the_file_is_here(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "problem": "p", "answer": "1"}) + "\n" for i in range(500)))
+    recipe = ROOT / "recipes/Qwen2.5-Math-1.5B/empo/config_numina20k.yaml"
+    plan = make_plan(recipe, Cluster(), overrides=["--dataset_name", str(data)])
+    assert plan.dataset_rows == 500 and "counted" in plan.dataset_rows_source
+    assert plan.steps_per_epoch == 500 // 16 and plan.total_steps == 2 * (500 // 16)
+    flag = make_plan(recipe, Cluster(), dataset_rows=1600)
+    assert (flag.dataset_rows, flag.steps_per_epoch) == (1600, 100)
+
+
+def broken(tmp_path, base: str, **changes) -> Path:
+    """A copy of a shipped recipe with some keys changed, kept beside a model_config.json like the real ones."""
+    src = ROOT / "recipes" / base
+    config = yaml.safe_load(src.read_text())
+    config.update(changes)
+    model_dir = tmp_path / src.parent.parent.name
+    (model_dir / "m").mkdir(parents=True, exist_ok=True)
+    (model_dir / "model_config.json").write_text((src.parent.parent / "model_config.json").read_text())
+    path = model_dir / "m" / "broken.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+SMALL = "Qwen2.5-Math-1.5B/empo/config_numina20k.yaml"
+BIG = "Qwen2.5-Math-7B/empo/config_numina20k.yaml"
+
+
+def test_refuses_when_g_does_not_divide_the_global_batch(tmp_path):
+    recipe = broken(tmp_path, SMALL, vllm_mode="colocate")  # 8 trainers x 1 x 16 = 128 completions, G = 7
+    with pytest.raises(PlanError, match=r"G=7 does not divide the global batch: 128 completions per optimizer step"):
+        make_plan(recipe, Cluster())
+
+
+def test_refuses_when_g_does_not_divide_the_generation_batch(tmp_path):
+    recipe = broken(tmp_path, BIG, num_generations=12)  # TRL's own check, reached through the same parse
+    with pytest.raises(PlanError, match=r"broken\.yaml: generation_batch_size \(4096\) must be divisible by num_generations \(12\)"):
+        make_plan(recipe, Cluster())
+
+
+def test_refuses_when_memory_is_over_budget_with_the_figure(tmp_path):
+    recipe = broken(tmp_path, BIG, accelerate_config="recipes/accelerate_configs/ddp.yaml")  # nothing sharded
+    with pytest.raises(PlanError, match=r"memory over budget: ~\d+\.\d GiB per training GPU > 80 GiB \(optimizer states"):
+        make_plan(recipe, Cluster())
+    make_plan(recipe, Cluster(gpu_memory_gib=1000))  # the same recipe fits a (hypothetical) bigger GPU
+
+
+def test_refuses_vllm_tensor_parallel_larger_than_its_gpus(tmp_path):
+    colocated = broken(tmp_path, BIG, vllm_tensor_parallel_size=16)
+    with pytest.raises(PlanError, match=r"tensor parallel size 16 is larger than the 8 GPUs of a node"):
+        make_plan(colocated, Cluster())
+    served = broken(tmp_path, SMALL, vllm_tensor_parallel_size=16)
+    with pytest.raises(PlanError, match=r"tensor parallel size 16 is larger than the 8 GPUs"):
+        make_plan(served, Cluster(nodes=2))
+
+
+def test_refuses_fewer_gpus_than_the_server_plus_one_trainer(tmp_path):
+    with pytest.raises(PlanError, match=r"server mode needs the vLLM server's 1 GPU\(s\) plus at least one trainer"):
+        make_plan(ROOT / "recipes" / SMALL, Cluster(gpus_per_node=1))
+    with pytest.raises(PlanError, match=r"needs the vLLM server's 4 GPU\(s\) plus at least one trainer; the node has 4"):
+        make_plan(ROOT / "recipes" / BIG, Cluster(gpus_per_node=4), vllm_mode="server")
+
+
+def test_refuses_a_vllm_share_too_small_for_its_weights(tmp_path):
+    recipe = broken(tmp_path, BIG, vllm_gpu_memory_utilization=0.03)
+    with pytest.raises(PlanError, match=r"vLLM's share .* does not hold its weights"):
+        make_plan(recipe, Cluster())
+
+
+def test_refuses_an_unknown_key_and_a_missing_recipe(tmp_path):
+    with pytest.raises(PlanError, match=r"unknown recipe key.*'vllm_tensor_paralel_size'"):
+        make_plan(broken(tmp_path, BIG, vllm_tensor_paralel_size=4), Cluster())
+    with pytest.raises(PlanError, match="does not exist"):
+        make_plan(tmp_path / "nope.yaml", Cluster())
+
+
+def test_cli_dry_run_prints_plan_and_commands(capsys):
+    from empo.cli import main
+
+    assert main(["launch", str(ROOT / "recipes" / BIG), "--gpus-per-node", "8", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "empo launch plan" in out and "accelerate launch" in out and "--vllm_mode colocate" in out
+    assert main(["launch", str(ROOT / "recipes" / SMALL), "--gpus-per-node", "8", "--nodes", "2", "--slurm",
+                 "--dry-run", "--", "--gradient_accumulation_steps", "14"]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --nodes=2" in out and "trl vllm-serve" in out and "--gradient_accumulation_steps 14" in out
+
+
+def test_cli_refusal_is_one_line_and_starts_nothing(capsys, monkeypatch):
+    import subprocess
+
+    from empo.cli import main
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("started a process"))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("started a process"))
+    assert main(["launch", str(ROOT / "recipes" / SMALL), "--gpus-per-node", "8", "--nodes", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("empo launch: error: G=7 does not divide the global batch")
+    # a hand-started multi-node run needs its rendezvous variables before anything runs
+    for key in ("NODE_RANK", "MASTER_ADDR", "VLLM_HOST"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["launch", str(ROOT / "recipes" / BIG), "--gpus-per-node", "8", "--nodes", "2"]) == 2
+    assert "needs NODE_RANK, MASTER_ADDR set on every node" in capsys.readouterr().err
+
+
+def test_refuses_a_generation_batch_that_is_not_whole_micro_steps(tmp_path):
+    recipe = broken(tmp_path, SMALL, generation_batch_size=119, vllm_mode="colocate")  # 17 x G=7, over 8 processes
+    with pytest.raises(PlanError, match=r"generation_batch_size 119 is not a multiple of the 8 completions"):
+        make_plan(recipe, Cluster())

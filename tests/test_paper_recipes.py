@@ -1,0 +1,127 @@
+"""The paper-scale (GPU) recipes: each parses into the three dataclasses and validates, the variants differ only
+where they say they do, and each trains one step on CPU with only the machine-sized keys shrunk."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from empo.train import parse_args, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml")
+                     if p.parent.name != "sweeps" and "_cpu" not in p.stem)
+recipe_id = lambda p: str(p.relative_to(ROOT / "recipes"))  # noqa: E731
+
+# What the CPU run changes, and why: the model (no hub here), the data file (another issue adds data/), sizes,
+# and the switches that need a GPU or the network. Every other key of the recipe reaches the trainer unchanged.
+MACHINE_KEYS = {"model_name_or_path", "dtype", "dataset_name", "per_device_train_batch_size",
+                "gradient_accumulation_steps", "generation_batch_size", "max_completion_length",
+                "vllm_max_model_length", "max_steps", "num_train_epochs", "bf16", "gradient_checkpointing",
+                "use_vllm", "use_cpu", "report_to", "save_strategy", "push_to_hub", "output_dir",
+                "accelerate_config", "num_threads"}
+
+
+def load(recipe: Path) -> dict:
+    return yaml.safe_load(recipe.read_text())
+
+
+def test_there_are_paper_recipes_for_both_math_models_and_all_three_methods():
+    names = {recipe_id(p) for p in GPU_RECIPES}
+    for model in ("Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"):
+        for method in ("empo", "grpo", "random"):
+            assert f"{model}/{method}/config_numina20k.yaml" in names
+            assert f"{model}/{method}/config_numina20k_lora.yaml" in names
+        assert (ROOT / "recipes" / model / "model_config.json").is_file()
+
+
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=recipe_id)
+def test_gpu_recipe_parses_and_validates(recipe, monkeypatch):
+    import empo.vllm_backend
+
+    # vLLM being installed is a property of the GPU machine, not of the recipe
+    monkeypatch.setattr(empo.vllm_backend, "require_vllm", lambda: None)
+    # --use_cpu: transformers refuses bf16 on a machine without a GPU unless told it is a CPU run
+    empo_args, training_args, model_args = parse_args(["--config", str(recipe), "--use_cpu", "true"])
+    validate(empo_args, training_args)
+    assert training_args.bf16 and training_args.gradient_checkpointing and training_args.use_vllm
+    assert training_args.report_to and "none" not in training_args.report_to
+    assert training_args.save_steps > 0 and training_args.hub_model_id
+    assert empo_args.dataset_name == "data/train/numina_math_20k.jsonl" and empo_args.dataset_rows
+    assert (ROOT / empo_args.accelerate_config).is_file()
+    assert training_args.beta == 0.0
+    assert model_args.use_peft == recipe.stem.endswith("_lora")
+
+
+@pytest.mark.parametrize("recipe", [p for p in GPU_RECIPES if p.stem.endswith("_lora")], ids=recipe_id)
+def test_lora_variant_differs_from_the_paper_variant_only_in_peft_lr_and_names(recipe):
+    lora, full = load(recipe), load(recipe.with_name(recipe.name.replace("_lora", "")))
+    diff = {k for k in lora.keys() | full.keys() if lora.get(k) != full.get(k)}
+    assert diff - {"learning_rate", "output_dir", "hub_model_id"} == {k for k in lora if k.startswith(("lora_", "use_peft"))}
+
+
+@pytest.mark.parametrize("model", ["Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"])
+@pytest.mark.parametrize("variant", ["config_numina20k.yaml", "config_numina20k_lora.yaml"])
+def test_methods_differ_only_in_the_reward(model, variant):
+    base = load(ROOT / "recipes" / model / "empo" / variant)
+    for method in ("grpo", "random"):
+        other = load(ROOT / "recipes" / model / method / variant)
+        diff = {k for k in base.keys() | other.keys() if base.get(k) != other.get(k)}
+        assert diff == {"reward_funcs", "output_dir", "hub_model_id"}, method
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, default_model_path):
+    from scripted import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
+
+
+def shrink(recipe: Path, tmp_path: Path, model: str) -> Path:
+    import json
+
+    data = tmp_path / "numina_math_sample.jsonl"  # the columns of data/train/numina_math_20k.jsonl
+    data.write_text("".join(json.dumps({"id": f"nm-{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
+                            for i in range(4)))
+    config = load(recipe)
+    g = config["num_generations"]
+    config.update(model_name_or_path=model, dtype="float32", dataset_name=str(data),
+                  per_device_train_batch_size=g, gradient_accumulation_steps=1, generation_batch_size=g,
+                  max_completion_length=8, vllm_max_model_length=None, max_steps=1, num_train_epochs=1,
+                  bf16=False, gradient_checkpointing=False, use_vllm=False, use_cpu=True, report_to="none",
+                  save_strategy="no", push_to_hub=False, output_dir=str(tmp_path / "out"),
+                  accelerate_config=None, num_threads=2)
+    assert set(config) - set(load(recipe)) <= MACHINE_KEYS
+    path = tmp_path / recipe.name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+# ~10-20 s each on 2 shared cores: one canary in the default run, all of them under `pytest -m slow`
+CANARY = "Qwen2.5-Math-1.5B/empo/config_numina20k.yaml"
+ONE_STEP = [pytest.param(p, marks=() if recipe_id(p) == CANARY else pytest.mark.slow, id=recipe_id(p))
+            for p in GPU_RECIPES]
+
+
+@pytest.mark.parametrize("recipe", ONE_STEP)
+def test_gpu_recipe_trains_one_step_on_cpu(recipe, tmp_path, tiny_model):
+    import json
+
+    from empo.train import main
+
+    shrunk = shrink(recipe, tmp_path, tiny_model)
+    changed = {k for k, v in load(shrunk).items() if load(recipe).get(k) != v}
+    assert changed <= MACHINE_KEYS  # nothing else was touched
+    assert main(["--config", str(shrunk)]) == 0
+    out = tmp_path / "out"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and rows[-1]["step"] == 1
+    run = json.loads((out / "empo_run.json").read_text())
+    original = load(recipe)
+    for key in ("num_generations", "learning_rate", "loss_type", "epsilon", "epsilon_high", "beta",
+                "importance_sampling_level", "temperature", "reward_funcs", "entropy_filter", "use_peft"):
+        if key in original:
+            section = next(s for s in ("training", "empo", "model") if key in run[s])
+            assert run[section][key] == original[key], key
+    weights = "adapter_model.safetensors" if original["use_peft"] else "model.safetensors"
+    assert (out / weights).is_file()
