@@ -21,7 +21,8 @@ import pytest
 import torch
 import yaml
 
-from scripted import make_tiny_model
+from extras import needs_deepspeed
+from scripted import free_port, make_tiny_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -75,7 +76,7 @@ def run_check(tmp_path: Path, tiny: str, name: str, backend: str | None) -> dict
         config_file = tmp_path / f"{backend}.yaml"
         config_file.write_text(yaml.safe_dump(config))
         accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-        cmd = [accelerate, "launch", "--config_file", str(config_file), "--main_process_port", "29631",
+        cmd = [accelerate, "launch", "--config_file", str(config_file), "--main_process_port", str(free_port()),
                str(HERE / "sharded_check.py"), str(out), tiny, "4"]  # 4 per process: one group each
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -97,7 +98,7 @@ def one_process(tmp_path_factory, tiny):
 @pytest.mark.parametrize("backend,kind", [("zero2", "DEEPSPEED"), ("zero3", "DEEPSPEED"), ("ddp", "MULTI_CPU")])
 def test_two_cpu_processes_match_one_and_skip_the_filtered_step(backend, kind, tmp_path, tiny, one_process):
     if kind == "DEEPSPEED":
-        pytest.importorskip("deepspeed")
+        needs_deepspeed()
     result = run_check(tmp_path, tiny, backend, backend)
     assert result["world_size"] == 2 and result["distributed_type"] == f"DistributedType.{kind}"
     kept, filtered = result["after"]
