@@ -79,6 +79,8 @@ def build_dataset(empo_args):
     prompt = get_prompt_config(empo_args.prompt)
     rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]}
             for q in load_questions(spec)]
+    if empo_args.clustering != "math":  # free-form judges read the bare question (not the templated prompt)
+        rows = [dict(r, problem=q["problem"]) for r, q in zip(rows, load_questions(spec))]
     if not rows:
         raise SystemExit(f"empo train: dataset '{empo_args.dataset_name}' has no rows")
     return datasets.Dataset.from_list(rows)
@@ -87,7 +89,12 @@ def build_dataset(empo_args):
 def build_rewards(empo_args, num_generations: int):
     from empo.rewards import build_reward
 
-    options = {"empo": {"no_answer_reward": empo_args.no_answer_reward},
+    from empo.clustering import clusterer_from_args
+
+    cluster_options = {"clusterer": None if empo_args.clustering == "math" else clusterer_from_args(empo_args),
+                       "min_majority_share": empo_args.min_majority_share}
+    options = {"empo": {"no_answer_reward": empo_args.no_answer_reward, **cluster_options},
+               "majority_vote": cluster_options,
                "random": {"seed": empo_args.random_reward_seed},
                "gold_accuracy": {"gold_field": "answer"}}
     return [build_reward(name, num_generations, **options.get(name, {})) for name in empo_args.reward_funcs]
