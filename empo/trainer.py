@@ -28,13 +28,13 @@ from empo.rewards import completion_text
 
 
 class EmpoTrainer(GRPOTrainer):
-    def __init__(self, *args, empo_args=None, **kwargs):
+    def __init__(self, *args, empo_args=None, clusterer=None, **kwargs):
+        from empo.clustering import clusterer_from_args
         from empo.configs import EmpoArguments
 
         self.empo_args = empo_args or EmpoArguments()
-        from empo.clustering import clusterer_from_args
-
-        self._clusterer = clusterer_from_args(self.empo_args)  # the same object the rewards got (judge loaded once)
+        # the same clusterer object the rewards got (a judge model is loaded once); ``clusterer=`` overrides it
+        self._clusterer = clusterer or clusterer_from_args(self.empo_args)
         self._local_batch: tuple[list, list] | None = None
         self._window_kept_tokens = 0
         self._skipped_optimizer_steps = 0

@@ -29,12 +29,14 @@ class ScriptedJudge(Judge):
         if symmetric:
             self.table |= {(b, a) for a, b in entails}
         self.calls: list[list[tuple[str, str]]] = []
+        self.questions: list[tuple[str, int]] = []
 
     def _score(self, question, pairs):
         return [1.0 if a == b or (a, b) in self.table else 0.0 for a, b in pairs]
 
     def entails(self, question, pairs):
         self.calls.append(list(pairs))
+        self.questions.append((question, len(self.calls)))
         return super().entails(question, pairs)
 
     @property
