@@ -6,8 +6,7 @@ caches it so the math-verify work is done once per group however many consumers 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache

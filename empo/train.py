@@ -77,10 +77,10 @@ def build_dataset(empo_args):
                     question_field=empo_args.question_field, answer_field=empo_args.answer_field,
                     id_field=empo_args.id_field, limit=empo_args.dataset_limit, seed=empo_args.arith_seed)
     prompt = get_prompt_config(empo_args.prompt)
-    rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]}
-            for q in load_questions(spec)]
+    questions = load_questions(spec)
+    rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]} for q in questions]
     if empo_args.clustering != "math":  # free-form judges read the bare question (not the templated prompt)
-        rows = [dict(r, problem=q["problem"]) for r, q in zip(rows, load_questions(spec))]
+        rows = [dict(r, problem=q["problem"]) for r, q in zip(rows, questions)]
     if not rows:
         raise SystemExit(f"empo train: dataset '{empo_args.dataset_name}' has no rows")
     return datasets.Dataset.from_list(rows)

@@ -51,7 +51,7 @@ def kappa(x: list[bool], y: list[bool]) -> dict:
     return {"agreement": agree, "cohen_kappa": (agree - chance) / (1 - chance) if chance < 1 else None}
 
 
-def evaluate(judge, rows: list[dict]) -> dict:
+def evaluate(judge, rows: list[dict], cluster_groups: int | None = None) -> dict:
     from empo.freeform import PairCache, cluster_texts
 
     gold = [r["same_meaning"] for r in rows]
@@ -87,6 +87,7 @@ def evaluate(judge, rows: list[dict]) -> dict:
 
     # clustering throughput: one group per question (its distinct answers), fresh cache, as in training
     groups = [(q, list(dict.fromkeys(t for i in idx for t in (rows[i]["a"], rows[i]["b"])))) for q, idx in by_q.items()]
+    groups = groups[:cluster_groups]
     if hasattr(judge, "_cache"):
         judge._cache.clear()  # cold embedding cache: a training group's answers are new texts
     before = judge.pairs_scored
@@ -108,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--verifier-model", default="smollm2-135m-instruct")
     ap.add_argument("--nli-model", default=None, help="a sequence-classification model with an entailment label")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cluster-groups", type=int, default=None,
+                    help="time cluster_texts on the first N questions' groups only (default: all)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--note", default="", help="free text stored with the figures (e.g. machine load)")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "judges_cpu.json"))
@@ -140,7 +143,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         judge = build_judge(name, models[name], device=args.device)
         load_s = time.perf_counter() - t
-        result, pred = evaluate(judge, rows)
+        result, pred = evaluate(judge, rows, args.cluster_groups)
         result = {"model": models[name], "load_s": load_s, **result}
         report["judges"][name] = result
         decisions[name] = pred

@@ -214,3 +214,19 @@ def test_min_majority_share_floor_gives_the_whole_group_no_reward():
     assert math == [0.0] * 4  # the floor holds for math clustering too
     with pytest.raises(ValueError, match="min_majority_share"):
         build_reward("empo", 4, min_majority_share=-0.1)
+
+
+def test_train_wires_the_recipe_setting_into_dataset_and_rewards():
+    from empo.clustering import clusterer_from_args
+    from empo.train import build_dataset, build_rewards
+
+    math_args = EmpoArguments(dataset_name="arith", dataset_limit=3)
+    assert "problem" not in build_dataset(math_args).column_names  # the math setting is unchanged
+    free = EmpoArguments(dataset_name="arith", dataset_limit=3, clustering="embedding", min_majority_share=0.4,
+                         reward_funcs=["empo", "majority_vote", "format"])
+    ds = build_dataset(free)
+    assert ds[0]["problem"] in ds[0]["prompt"][-1]["content"]
+    empo, mv, fmt = build_rewards(free, 4)
+    assert empo.clusterer is mv.clusterer is clusterer_from_args(free)  # one judge for rewards and trainer
+    assert empo.clusterer.kind == "embedding" and empo.min_majority_share == mv.min_majority_share == 0.4
+    assert build_rewards(math_args, 4)[0].clusterer is None
