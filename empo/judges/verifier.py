@@ -56,6 +56,8 @@ class VerifierJudge(Judge):
             model = load_model(model).to(self.device)
         elif tokenizer is None:
             raise ValueError("judge 'verifier': pass tokenizer= with a model object")
+        else:  # a model object (e.g. the policy) stays where it is; inputs go to its device
+            self.device = next(model.parameters()).device
         self.model, self.tokenizer = model, tokenizer
         self.template = TEMPLATES.get(template, template)
         for key in ("{question}", "{a}", "{b}"):
