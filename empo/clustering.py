@@ -43,7 +43,8 @@ from fractions import Fraction
 from empo._mathverify_pool import UnionFind, default_timeout, mathverify_cluster
 from empo.answers import _numeric_from_canonical, canonical_form, is_exact_numeral, mathverify_form, numbers_close
 
-__all__ = ["GRADING", "cluster_answers", "count_missing", "set_limits"]
+__all__ = ["CLUSTERINGS", "GRADING", "build_clusterer", "cluster_answers", "clusterer_from_args", "count_missing",
+           "set_limits"]
 
 #: Group budget as a multiple of the per-comparison timeout, when none is set.
 DEFAULT_BUDGET_FACTOR = 2.0
@@ -193,3 +194,52 @@ def cluster_answers(
             uf.union(root, reps[lab][1])
 
     return _number_ids([None if c is None else key_index[c] for c in canon], uf.find)
+
+
+# --- the clusterer a recipe chooses (EmpoArguments.clustering) ------------------------------------------------------
+CLUSTERINGS = ("math", "entailment", "embedding")
+
+
+class MathClusterer:
+    """EMPO's math setting: the last ``\\boxed{}`` answer, clustered by mathematical equivalence (above)."""
+
+    kind = "math"
+
+    def extract(self, text: str, question: str | None = None) -> str | None:
+        from empo.answers import extract_answer
+
+        return extract_answer(text)
+
+    def cluster(self, answers: Sequence[str | None], question: str | None = None) -> list[int]:
+        return cluster_answers(answers)
+
+
+def build_clusterer(kind: str = "math", **options):
+    """The clusterer for ``kind`` (see :data:`CLUSTERINGS`); free-form kinds take :class:`FreeformClusterer`'s
+    options (judge, judge_model, threshold, device, batch_size, max_answer_chars, reject_question_echo)."""
+    if kind not in CLUSTERINGS:
+        raise ValueError(f"unknown clustering '{kind}'; known: {list(CLUSTERINGS)}")
+    if kind == "math":
+        return MathClusterer()
+    from empo.freeform import FreeformClusterer
+
+    return FreeformClusterer(kind, **options)
+
+
+_BUILT: dict[tuple, object] = {}
+
+
+def clusterer_from_args(empo_args):
+    """One clusterer per recipe setting in this process, shared by the rewards and the trainer (a judge model
+    is loaded once)."""
+    kind = getattr(empo_args, "clustering", "math")
+    if kind == "math":
+        return MathClusterer()
+    options = dict(judge=empo_args.entailment_judge, judge_model=empo_args.judge_model,
+                   threshold=empo_args.judge_threshold, device=empo_args.judge_device,
+                   batch_size=empo_args.judge_batch_size, max_answer_chars=empo_args.max_answer_chars,
+                   reject_question_echo=empo_args.reject_question_echo)
+    key = (kind, *sorted(options.items()))
+    if key not in _BUILT:
+        _BUILT[key] = build_clusterer(kind, **options)
+    return _BUILT[key]

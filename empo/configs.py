@@ -45,6 +45,31 @@ class EmpoArguments:
     delta_low: float = field(default=0.0, metadata={"help": "Lower entropy bound in nats (exclusive)."})
     delta_high: float | None = field(default=None, metadata={
         "help": "Upper entropy bound in nats (exclusive); None means log(G), dropping all-different groups."})
+    # clustering (empo.clustering.build_clusterer; free-form answers: empo.freeform, judges: empo.judges)
+    clustering: str = field(default="math", metadata={
+        "help": "How answers are extracted and clustered: 'math' (last \\boxed{}, mathematical equivalence), "
+                "'entailment' (free-form text, bidirectional entailment by entailment_judge) or 'embedding' "
+                "(free-form text, cosine of sentence embeddings >= judge_threshold)."})
+    entailment_judge: str = field(default="verifier", metadata={
+        "help": "With clustering 'entailment': 'verifier' (a causal LM asked whether two answers mean the same, "
+                "P(yes) vs P(no)) or 'nli' (a sequence-classification model with an entailment label)."})
+    judge_model: str | None = field(default=None, metadata={
+        "help": "The judge's model: hub id, local directory or alias. None: 'smollm2-135m-instruct' for the "
+                "verifier, 'all-minilm-l6-v2' for embedding; 'nli' needs one."})
+    judge_threshold: float | None = field(default=None, metadata={
+        "help": "Score at or above which the judge says yes: P(yes) or P(entailment) in [0, 1], cosine for "
+                "embedding. None: 0.5 (verifier, nli), 0.8 (embedding)."})
+    judge_device: str = field(default="cpu", metadata={"help": "Device of the judge model: 'cpu', 'cuda', "
+                                                             "'cuda:1', or 'auto'."})
+    judge_batch_size: int | None = field(default=None, metadata={
+        "help": "Pairs (texts for embedding) per judge forward pass. None: the judge's default."})
+    max_answer_chars: int | None = field(default=300, metadata={
+        "help": "Free-form: an answer longer than this many characters counts as missing. None: no limit."})
+    reject_question_echo: bool = field(default=True, metadata={
+        "help": "Free-form: an answer that repeats the question counts as missing (no reward)."})
+    min_majority_share: float = field(default=0.0, metadata={
+        "help": "When a group's largest cluster holds a smaller share of its G answers, every completion of the "
+                "group gets 0 from 'empo' and 'majority_vote' (noise, not consensus). 0: off."})
     # monitors
     collapse_early_stop: bool = field(default=False, metadata={
         "help": "Stop when the collapse monitor fires (see empo.monitors); it always logs a warning."})
@@ -76,6 +101,23 @@ class EmpoArguments:
     dataset_rows: int | None = field(default=None, metadata={
         "help": "Number of training questions, for `empo launch`'s step arithmetic when the dataset file is not on "
                 "this machine (it counts the file when it is)."})
+
+    def __post_init__(self):
+        from empo.clustering import CLUSTERINGS
+
+        if self.clustering not in CLUSTERINGS:
+            raise ValueError(f"clustering: '{self.clustering}' is not one of {list(CLUSTERINGS)}")
+        if self.entailment_judge not in ("verifier", "nli"):
+            raise ValueError(f"entailment_judge: '{self.entailment_judge}' is not 'verifier' or 'nli'")
+        if self.clustering == "entailment" and self.entailment_judge == "nli" and not self.judge_model:
+            raise ValueError("judge_model: the 'nli' entailment judge needs a model (sequence classification with an "
+                             "entailment label)")
+        if not 0.0 <= self.min_majority_share <= 1.0:
+            raise ValueError(f"min_majority_share: {self.min_majority_share} is not in [0, 1]")
+        if self.max_answer_chars is not None and self.max_answer_chars < 1:
+            raise ValueError(f"max_answer_chars: {self.max_answer_chars} must be >= 1 (or None for no limit)")
+        if self.judge_batch_size is not None and self.judge_batch_size < 1:
+            raise ValueError(f"judge_batch_size: {self.judge_batch_size} must be >= 1")
 
 
 def check_recipe_keys(config: dict, dataclass_types) -> None:

@@ -6,8 +6,9 @@ caches it so the math-verify work is done once per group however many consumers 
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
 from empo.answers import is_equivalent
@@ -20,6 +21,8 @@ class GroupAnalysis:
     answers: tuple[str | None, ...]
     cluster_ids: tuple[int, ...]
     entropy: float
+    #: the clusterer's equivalence for grading against a reference (None: math equivalence); logging only
+    equivalent: Callable[[str, str], bool] | None = field(default=None, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -66,9 +69,10 @@ class GroupAnalysis:
 
     def grade(self, gold: str) -> tuple[list[bool], bool]:
         """(is each sample's answer equivalent to ``gold``, is the majority answer) -- for logging only."""
-        samples = [a is not None and is_equivalent(a, gold) for a in self.answers]
+        same = self.equivalent or is_equivalent
+        samples = [a is not None and same(a, gold) for a in self.answers]
         majority = self.majority_answer
-        return samples, majority is not None and is_equivalent(majority, gold)
+        return samples, majority is not None and same(majority, gold)
 
 
 @lru_cache(maxsize=4096)
@@ -77,5 +81,19 @@ def _analyse(answers: tuple[str | None, ...]) -> GroupAnalysis:
     return GroupAnalysis(answers=answers, cluster_ids=ids, entropy=semantic_entropy(list(ids)))
 
 
-def analyse_group(answers: list[str | None]) -> GroupAnalysis:
-    return _analyse(tuple(answers))
+_FREEFORM: OrderedDict[tuple, GroupAnalysis] = OrderedDict()
+
+
+def analyse_group(answers: list[str | None], question: str | None = None, clusterer=None) -> GroupAnalysis:
+    """The group's analysis; ``clusterer`` (from :func:`empo.clustering.build_clusterer`) other than math
+    clusters by meaning given ``question``.  Cached per (clusterer, question, answers)."""
+    if clusterer is None or clusterer.kind == "math":
+        return _analyse(tuple(answers))
+    key = (clusterer, question, tuple(answers))  # the clusterer itself: its id could be reused after it dies
+    if key not in _FREEFORM:
+        ids = tuple(clusterer.cluster(list(answers), question))
+        _FREEFORM[key] = GroupAnalysis(answers=tuple(answers), cluster_ids=ids, entropy=semantic_entropy(list(ids)),
+                                       equivalent=lambda a, b: clusterer.equivalent(a, b, question))
+        while len(_FREEFORM) > 4096:
+            _FREEFORM.popitem(last=False)
+    return _FREEFORM[key]

@@ -11,6 +11,9 @@ take only ``prompts`` and ``completions`` from the call. ``gold_accuracy`` is th
 
 - ``empo``: p(c(i)), the share of the completion's own semantic cluster; a completion without a boxed
   answer gets ``no_answer_reward`` (default 0), so empty answers can never win by agreeing with each other.
+- Free-form clustering (``clusterer=``, :mod:`empo.freeform`): answers are free text judged by meaning; a
+  missing, too long or question-repeating answer counts as no answer. ``min_majority_share``: a group whose
+  largest cluster holds a smaller share gets 0 for every completion (noise, not consensus; 0 = off).
 - ``majority_vote`` (TTRL): 1 if the completion's cluster is a largest answered cluster, else 0. Ties:
   every tied largest cluster gets 1 (a rule that does not depend on sample order); no answer gets 0.
 - ``gold_accuracy``: 1 if the answer is equivalent to the row's gold answer, else 0.
@@ -64,24 +67,52 @@ class ClusterReward(GroupedReward):
     process's answers are gathered, the global batch is scored, and this process's slice is returned.
     """
 
+    def __init__(self, num_generations: int, clusterer=None, min_majority_share: float = 0.0):
+        super().__init__(num_generations)
+        if not 0.0 <= min_majority_share <= 1.0:
+            raise ValueError(f"min_majority_share must be in [0, 1], got {min_majority_share}")
+        self.clusterer = clusterer  # None: math answers (last \boxed{}), math equivalence
+        self.min_majority_share = min_majority_share
+
     def score_group(self, group: GroupAnalysis) -> list[float]:
         raise NotImplementedError
 
     def __call__(self, prompts, completions, **kwargs):
-        answers, offset = gather_list([extract_answer(completion_text(c)) for c in completions])
+        texts = [completion_text(c) for c in completions]
+        if self.clusterer is None:
+            answers, offset = gather_list([extract_answer(t) for t in texts])
+            questions = [None] * len(answers)
+        else:  # free-form: the question (dataset column 'problem', else the prompt) is the judge's context
+            local_q = kwargs.get("problem") or [prompt_text(p) for p in prompts]
+            rows, offset = gather_list([(self.clusterer.extract(t, q), q) for t, q in zip(texts, local_q)])
+            answers, questions = [r[0] for r in rows], [r[1] for r in rows]
         g = self.num_generations
         if len(answers) % g:
             raise ValueError(f"reward '{self.name}': got {len(answers)} completions, not a whole number of groups "
                              f"of num_generations={g}")
-        scores = [s for i in range(0, len(answers), g) for s in self.score_group(analyse_group(answers[i:i + g]))]
+        scores = []
+        for i in range(0, len(answers), g):
+            group = analyse_group(answers[i:i + g], questions[i], self.clusterer)
+            if self.min_majority_share and group.majority_ratio < self.min_majority_share:
+                scores.extend([0.0] * g)  # no consensus (noise): nobody in the group is rewarded
+            else:
+                scores.extend(self.score_group(group))
         return scores[offset:offset + len(completions)]
+
+
+def prompt_text(prompt: Any) -> str:
+    """The question as the prompt shows it: a plain string, or the last user turn of a message list."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1] if users else "")
 
 
 class EmpoReward(ClusterReward):
     name = "empo"
 
-    def __init__(self, num_generations: int, no_answer_reward: float = 0.0):
-        super().__init__(num_generations)
+    def __init__(self, num_generations: int, no_answer_reward: float = 0.0, **options):
+        super().__init__(num_generations, **options)
         self.no_answer_reward = no_answer_reward
 
     def score_group(self, group):

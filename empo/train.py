@@ -87,8 +87,10 @@ def build_dataset(empo_args):
                     question_field=empo_args.question_field, answer_field=empo_args.answer_field,
                     id_field=empo_args.id_field, limit=empo_args.dataset_limit, seed=empo_args.arith_seed)
     prompt = get_prompt_config(empo_args.prompt)
-    rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]}
-            for q in load_questions(spec)]
+    questions = load_questions(spec)
+    rows = [{"id": q["id"], "prompt": build_messages(q["problem"], prompt), "answer": q["answer"]} for q in questions]
+    if empo_args.clustering != "math":  # free-form judges read the bare question (not the templated prompt)
+        rows = [dict(r, problem=q["problem"]) for r, q in zip(rows, questions)]
     if not rows:
         from empo.data import DataError
 
@@ -99,7 +101,12 @@ def build_dataset(empo_args):
 def build_rewards(empo_args, num_generations: int):
     from empo.rewards import build_reward
 
-    options = {"empo": {"no_answer_reward": empo_args.no_answer_reward},
+    from empo.clustering import clusterer_from_args
+
+    cluster_options = {"clusterer": None if empo_args.clustering == "math" else clusterer_from_args(empo_args),
+                       "min_majority_share": empo_args.min_majority_share}
+    options = {"empo": {"no_answer_reward": empo_args.no_answer_reward, **cluster_options},
+               "majority_vote": cluster_options,
                "random": {"seed": empo_args.random_reward_seed},
                "gold_accuracy": {"gold_field": "answer"}}
     return [build_reward(name, num_generations, **options.get(name, {})) for name in empo_args.reward_funcs]

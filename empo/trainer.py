@@ -45,7 +45,6 @@ import math
 import torch
 from trl import GRPOTrainer
 
-from empo.answers import extract_answer
 from empo.clustering import GRADING
 from empo.distributed import gather_list
 from empo.entropy import FILTER_NORMALISATION, check_filter_exact, keep_group
@@ -55,13 +54,16 @@ from empo.rewards import completion_text
 
 
 class EmpoTrainer(GRPOTrainer):
-    def __init__(self, *args, empo_args=None, **kwargs):
+    def __init__(self, *args, empo_args=None, clusterer=None, **kwargs):
+        from empo.clustering import clusterer_from_args
         from empo.configs import EmpoArguments
 
         self.empo_args = empo_args or EmpoArguments()
         training_args = kwargs.get("args")
         if self.empo_args.entropy_filter and training_args is not None:
             check_filter_exact(training_args)
+        # the same clusterer object the rewards got (a judge model is loaded once); ``clusterer=`` overrides it
+        self._clusterer = clusterer or clusterer_from_args(self.empo_args)
         self._local_batch: tuple[list, list] | None = None
         self._window_kept_tokens = 0
         self._skipped_optimizer_steps = 0
@@ -90,12 +92,13 @@ class EmpoTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         local_inputs, local_completions, rewards_per_func = self._local_batch
         texts = [completion_text(c) for c in local_completions]
-        # one collective for everything the group view needs: (answer, gold, id, text) per completion
-        rows, offset = gather_list([(extract_answer(t), x.get("answer"), x.get("id"), t)
-                                    for t, x in zip(texts, local_inputs)])
-        answers, golds, ids, all_texts = (list(col) for col in zip(*rows))
+        clusterer = self._clusterer
+        # one collective for everything the group view needs: (answer, gold, id, text, question) per completion
+        rows, offset = gather_list([(clusterer.extract(t, x.get("problem")), x.get("answer"), x.get("id"), t,
+                                     x.get("problem")) for t, x in zip(texts, local_inputs)])
+        answers, golds, ids, all_texts, questions = (list(col) for col in zip(*rows))
         g = self.num_generations if mode == "train" else self.num_generations_eval
-        groups = [analyse_group(answers[i:i + g]) for i in range(0, len(answers), g)]
+        groups = [analyse_group(answers[i:i + g], questions[i], clusterer) for i in range(0, len(answers), g)]
         ea = self.empo_args
         kept = [not ea.entropy_filter or keep_group(gr.entropy, g, ea.delta_low, ea.delta_high) for gr in groups]
 

@@ -29,7 +29,7 @@ TO_HUB = {
 def test_committed_files_match_the_manifest():
     entries = manifest.load_manifest()
     assert set(entries) == {"math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gsm8k", "gsm8k_train",
-                            "numina_math_20k"}
+                            "numina_math_20k", "facts_freeform"}
     assert manifest.check() == []
     assert entries["numina_math_20k"]["rows"] == 20000 and entries["gsm8k"]["rows"] == 1319
 

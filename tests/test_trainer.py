@@ -110,3 +110,31 @@ def test_lora_adapter_saves_and_merges(tmp_path, tiny):
         base_logits = load_model(tiny)(ids).logits
     assert torch.allclose(peft_logits, merged_logits, atol=1e-5)
     assert not torch.allclose(peft_logits, base_logits, atol=1e-5)
+
+
+def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny):
+    """clustering: entailment through the trainer: answers are free text, the judge sees the bare question."""
+    from empo.freeform import FreeformClusterer
+    from empo.rewards import build_reward
+
+    from test_freeform import ScriptedJudge, both
+
+    def run(judge):
+        clusterer = FreeformClusterer("entailment", judge_obj=judge)
+        trainer = make_trainer(tmp_path, tiny, QUESTIONS, clustering="entailment")
+        trainer.reward_funcs = [build_reward("empo", G, clusterer=clusterer)]
+        trainer._clusterer = clusterer
+        trainer.train_dataset = trainer.train_dataset.map(lambda r: {"problem": r["prompt"][-1]["content"]})
+        trainer.model.train()
+        out = trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
+        return out["completion_mask"].sum(dim=1).view(len(QUESTIONS), G).gt(0).all(dim=1).tolist(), trainer
+
+    # no links: "8" and "\frac{16}{2}" are different texts, so group 3 is all-different and dropped
+    kept, trainer = run(ScriptedJudge())
+    assert kept == [False, True, False, False]
+    # the judge links them (both directions): group 3 is kept, as with math clustering
+    judge = ScriptedJudge(both("8", "\\frac{16}{2}"))
+    kept, trainer = run(judge)
+    assert kept == [False, True, True, False]
+    assert trainer._local_batch[2][8:12, 0].tolist() == [.5, .5, .25, .25]
+    assert {q for q, _ in judge.questions} <= set(QUESTIONS)  # the bare question, not the templated prompt

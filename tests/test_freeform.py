@@ -1,0 +1,232 @@
+"""Free-form answers: extraction guards, bidirectional-entailment clustering, the recipe hook and the rewards.
+
+Clustering is tested with a scripted judge (a table of directed entailments) so the rule, the cost rules
+(fast path, at most one judgement per direction, batching, cache) and order invariance are checked exactly;
+the real judges are tested in test_judges.py.
+"""
+
+import itertools
+
+import pytest
+
+from empo.clustering import CLUSTERINGS, MathClusterer, build_clusterer
+from empo.configs import EmpoArguments
+from empo.freeform import FreeformClusterer, FreeformGuards, PairCache, cluster_texts, extract_freeform, normalise_text
+from empo.groups import analyse_group
+from empo.judges.base import Judge
+from empo.rewards import build_reward
+
+
+class ScriptedJudge(Judge):
+    """a => b when (a, b) is in ``entails`` (directed), or a == b; records every call."""
+
+    name = "scripted"
+
+    def __init__(self, entails=(), symmetric=False, batch_size=1000):
+        self.symmetric = symmetric
+        super().__init__(threshold=0.5, batch_size=batch_size)
+        self.table = set(entails)
+        if symmetric:
+            self.table |= {(b, a) for a, b in entails}
+        self.calls: list[list[tuple[str, str]]] = []
+        self.questions: list[tuple[str, int]] = []
+
+    def _score(self, question, pairs):
+        return [1.0 if a == b or (a, b) in self.table else 0.0 for a, b in pairs]
+
+    def entails(self, question, pairs):
+        self.calls.append(list(pairs))
+        self.questions.append((question, len(self.calls)))
+        return super().entails(question, pairs)
+
+    @property
+    def judged(self):
+        return [p for call in self.calls for p in call]
+
+
+def both(a, b):
+    return [(a, b), (b, a)]
+
+
+def partition(ids):
+    groups = {}
+    for i, c in enumerate(ids):
+        groups.setdefault(c, set()).add(i)
+    return sorted(map(sorted, groups.values()))
+
+
+# --- normalisation and the fast path --------------------------------------------------------------------------
+def test_normalise_text_ignores_case_whitespace_punctuation_and_a_leading_article():
+    assert normalise_text("  The  Pacific Ocean. ") == normalise_text("pacific ocean") == "pacific ocean"
+    assert normalise_text("Yes!") == normalise_text("yes") == "yes"
+    assert normalise_text("Paris") != normalise_text("Lyon")
+    assert normalise_text("...") == ""
+
+
+def test_fast_path_joins_equal_normalised_strings_without_the_judge():
+    judge = ScriptedJudge()
+    ids = cluster_texts("q?", ["Paris", "paris.", " PARIS ", "Lyon", "lyon!"], judge)
+    assert partition(ids) == [[0, 1, 2], [3, 4]]
+    assert judge.judged == [("Lyon", "Paris")]  # one representative pair, forward direction only (it failed)
+
+
+# --- the bidirectional rule -------------------------------------------------------------------------------------
+def test_paraphrases_merge_and_non_paraphrases_do_not():
+    judge = ScriptedJudge(both("Paris", "The capital is Paris"))
+    ids = cluster_texts("capital of France?", ["Paris", "The capital is Paris", "Lyon"], judge)
+    assert partition(ids) == [[0, 1], [2]]
+
+
+def test_one_way_entailment_makes_different_clusters():
+    # the more specific answer entails the vaguer one, not back: not the same meaning
+    judge = ScriptedJudge([("In Paris, France", "In Europe")])
+    ids = cluster_texts("Where is the Eiffel Tower?", ["In Paris, France", "In Europe", "In Paris, France"], judge)
+    assert partition(ids) == [[0, 2], [1]]
+    assert ("In Europe", "In Paris, France") in judge.judged  # the reverse direction was asked, and said no
+
+
+def test_chains_of_two_way_links_are_one_cluster_connected_components():
+    # A<=>B and B<=>C, the judge says A and C differ: connected components put all three together
+    judge = ScriptedJudge(both("A1", "B22") + both("B22", "C333"))
+    assert partition(cluster_texts("q", ["A1", "C333", "B22", "D4444"], judge)) == [[0, 1, 2], [3]]
+
+
+def test_missing_answers_are_singletons():
+    judge = ScriptedJudge()
+    ids = cluster_texts("q", [None, "x", None, "x", ""], judge)
+    assert partition(ids) == [[0], [1, 3], [2], [4]]
+    assert ids == [0, 1, 2, 1, 3]  # numbered by first appearance
+
+
+def test_partition_does_not_depend_on_answer_order():
+    links = both("Paris", "Paris, France") + both("Paris, France", "the French capital") + [("Lyon", "France")]
+    answers = ["Paris", "Lyon", "Paris, France", "France", "the French capital", "Lyon"]
+    expected = None
+    for perm in itertools.permutations(range(len(answers))):
+        ids = cluster_texts("q", [answers[i] for i in perm], ScriptedJudge(links))
+        by_text = sorted(sorted(answers[perm[i]] for i in g) for g in partition(ids))
+        expected = expected or by_text
+        assert by_text == expected
+    assert expected == [["France"], ["Lyon", "Lyon"], ["Paris", "Paris, France", "the French capital"]]
+
+
+# --- cost: each directed pair at most once, batched, cached ----------------------------------------------------
+def test_each_directed_pair_judged_at_most_once_in_two_batched_calls():
+    texts = ["a1", "b22", "c333", "d4444", "e55555"]
+    judge = ScriptedJudge(both("a1", "b22") + [("c333", "d4444")])
+    cluster_texts("q", texts * 3, judge)
+    assert len(judge.calls) == 2  # forward direction of every pair in one call, then reverse of those that held
+    assert len(judge.calls[0]) == 10 and len(judge.calls[1]) == 2
+    assert len(judge.judged) == len(set(judge.judged))
+
+
+def test_symmetric_judge_is_asked_once_per_unordered_pair():
+    judge = ScriptedJudge(both("a1", "b22"), symmetric=True)
+    assert partition(cluster_texts("q", ["a1", "b22", "c333"], judge)) == [[0, 1], [2]]
+    assert len(judge.calls) == 1 and len(judge.judged) == 3
+
+
+def test_cache_serves_later_groups_and_is_keyed_by_question():
+    judge = ScriptedJudge(both("a1", "b22"))
+    cache = PairCache()
+    cluster_texts("q1", ["a1", "b22", "c333"], judge, cache=cache)
+    n = len(judge.judged)
+    assert partition(cluster_texts("q1", ["c333", "b22", "a1"], judge, cache=cache)) == [[0], [1, 2]]
+    assert len(judge.judged) == n  # nothing judged again
+    cluster_texts("q2", ["a1", "b22"], judge, cache=cache)
+    assert len(judge.judged) > n  # another question: its own judgements
+
+
+# --- extraction guards -------------------------------------------------------------------------------------------
+def test_extract_freeform_answer_span():
+    assert extract_freeform("The capital is Paris.") == "The capital is Paris."
+    assert extract_freeform("Some thoughts.\nFinal answer: Paris") == "Paris"
+    assert extract_freeform("I think \\boxed{Paris}.") == "Paris"
+
+
+def test_guards_missing_too_long_and_question_echo():
+    q = "What is the capital of France?"
+    assert extract_freeform(None, q) is None
+    assert extract_freeform("   ", q) is None
+    assert extract_freeform("Answer: ...", q) is None  # punctuation only
+    assert extract_freeform("x" * 301, q) is None
+    assert extract_freeform("x" * 301, q, FreeformGuards(max_answer_chars=None)) == "x" * 301
+    assert extract_freeform("What is the capital of France?", q) is None
+    assert extract_freeform("what is the capital of france? hmm", q) is None
+    assert extract_freeform("What is the capital of France?", q, FreeformGuards(reject_question_echo=False))
+    assert extract_freeform("Paris", q) == "Paris"
+    with pytest.raises(ValueError, match="max_answer_chars"):
+        FreeformGuards(max_answer_chars=0)
+
+
+# --- the recipe hook and the rewards ------------------------------------------------------------------------------
+def test_one_entry_point_chosen_by_the_recipe():
+    assert CLUSTERINGS == ("math", "entailment", "embedding")
+    assert isinstance(build_clusterer("math"), MathClusterer)
+    assert build_clusterer("embedding").judge_kind == "embedding"
+    assert build_clusterer("entailment", judge="nli", judge_model="x").judge_kind == "nli"
+    with pytest.raises(ValueError, match="unknown clustering 'semantic'"):
+        build_clusterer("semantic")
+    with pytest.raises(ValueError, match="entailment_judge"):
+        build_clusterer("entailment", judge="embedding")
+
+
+def test_recipe_settings_are_checked_before_any_model_loads():
+    assert EmpoArguments().clustering == "math"  # math stays the default
+    with pytest.raises(ValueError, match="clustering: 'semantic'"):
+        EmpoArguments(clustering="semantic")
+    with pytest.raises(ValueError, match="'nli' entailment judge needs a model"):
+        EmpoArguments(clustering="entailment", entailment_judge="nli")
+    with pytest.raises(ValueError, match="min_majority_share"):
+        EmpoArguments(min_majority_share=1.5)
+    with pytest.raises(ValueError, match="entailment_judge"):
+        EmpoArguments(clustering="entailment", entailment_judge="gpt")
+
+
+def freeform_reward(name, g, judge, **kw):
+    return build_reward(name, g, clusterer=FreeformClusterer("entailment", judge_obj=judge), **kw)
+
+
+def test_empo_reward_on_free_form_answers():
+    q = "What is the capital of France?"
+    judge = ScriptedJudge(both("Paris", "It is Paris"))
+    comps = ["Paris", "It is Paris", "paris.", "Lyon", "", "What is the capital of France?", "y" * 400, "Lyon"]
+    r = freeform_reward("empo", 8, judge)(prompts=["templated prompt"] * 8, completions=comps, problem=[q] * 8)
+    # empty, echo and too long count as missing: no_answer_reward (0), and they never join a cluster
+    assert r == [3 / 8, 3 / 8, 3 / 8, 2 / 8, 0.0, 0.0, 0.0, 2 / 8]
+    r = freeform_reward("empo", 8, judge, no_answer_reward=-0.5)(prompts=[q] * 8, completions=comps)
+    assert r[4:7] == [-0.5, -0.5, -0.5]
+    group = analyse_group(["Paris", "It is Paris"], q, FreeformClusterer("entailment", judge_obj=judge))
+    assert group.grade("It is Paris") == ([True, True], True)  # logging against a reference uses the same judge
+
+
+def test_min_majority_share_floor_gives_the_whole_group_no_reward():
+    judge = ScriptedJudge()
+    comps = ["a1", "a1", "b2", "c3", "x1", "x1", "x1", "y2"]
+    plain = freeform_reward("empo", 4, judge)(prompts=["q"] * 8, completions=comps)
+    assert plain == [0.5, 0.5, 0.25, 0.25, 0.75, 0.75, 0.75, 0.25]
+    floored = freeform_reward("empo", 4, judge, min_majority_share=0.6)(prompts=["q"] * 8, completions=comps)
+    assert floored == [0.0] * 4 + plain[4:]  # 2/4 < 0.6: no consensus; 3/4 >= 0.6: rewarded as usual
+    mv = freeform_reward("majority_vote", 4, judge, min_majority_share=0.6)(prompts=["q"] * 8, completions=comps)
+    assert mv == [0.0] * 4 + [1.0, 1.0, 1.0, 0.0]
+    math = build_reward("empo", 4, min_majority_share=0.6)(
+        prompts=["q"] * 4, completions=["\\boxed{1}", "\\boxed{1}", "\\boxed{2}", "\\boxed{3}"])
+    assert math == [0.0] * 4  # the floor holds for math clustering too
+    with pytest.raises(ValueError, match="min_majority_share"):
+        build_reward("empo", 4, min_majority_share=-0.1)
+
+
+def test_train_wires_the_recipe_setting_into_dataset_and_rewards():
+    from empo.clustering import clusterer_from_args
+    from empo.train import build_dataset, build_rewards
+
+    math_args = EmpoArguments(dataset_name="arith", dataset_limit=3)
+    assert "problem" not in build_dataset(math_args).column_names  # the math setting is unchanged
+    free = EmpoArguments(dataset_name="arith", dataset_limit=3, clustering="embedding", min_majority_share=0.4,
+                         reward_funcs=["empo", "majority_vote", "format"])
+    ds = build_dataset(free)
+    assert ds[0]["problem"] in ds[0]["prompt"][-1]["content"]
+    empo, mv, fmt = build_rewards(free, 4)
+    assert empo.clusterer is mv.clusterer is clusterer_from_args(free)  # one judge for rewards and trainer
+    assert empo.clusterer.kind == "embedding" and empo.min_majority_share == mv.min_majority_share == 0.4
+    assert build_rewards(math_args, 4)[0].clusterer is None
