@@ -3,7 +3,7 @@
 Each benchmark loads, by default, from the repository's ``data/benchmarks/<name>.jsonl`` (rows with ``id``,
 ``problem``, ``answer`` as in ``data/README.md``); ``--data-dir DIR`` reads ``DIR/<name>.jsonl`` instead, and
 ``--data-dir hub`` (or a checkout without ``data/``) loads the Hugging Face hub dataset with the column mapping
-below. ``arith`` is the built-in held-out arithmetic split and needs no data.
+below. ``arith`` is the built-in held-out arithmetic split and needs no data; ``arith:add2+sub2`` picks its levels.
 
 Gold rules (one grading implementation for training and evaluation: :func:`empo.answers.is_equivalent`,
 with these benchmark-specific additions):
@@ -34,6 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Callable
 
+from empo import arithmetic
 from empo.answers import canonical_form, is_equivalent, numeric_value
 from empo.data import DATA_DIR, DataError, DataSpec, load_questions
 
@@ -89,9 +90,23 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in [
 
 
 def get_benchmark(name: str) -> Benchmark:
+    """A registered benchmark, or ``arith:LEVEL[+LEVEL...]``: the held-out arithmetic split of those levels."""
+    if name.startswith("arith:"):
+        levels = arith_levels(name)
+        unknown = [lv for lv in levels if lv not in arithmetic.LEVELS]
+        if unknown or not levels:
+            raise ValueError(f"benchmark '{name}': unknown arithmetic level(s) {unknown}; known: "
+                             f"{', '.join(arithmetic.LEVELS)} "
+                             "(join several with '+', e.g. arith:add2+sub2)")
+        return Benchmark(name, breakdown=("level",))
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark '{name}'; known: {', '.join(BENCHMARKS)}")
+        raise ValueError(f"unknown benchmark '{name}'; known: {', '.join(BENCHMARKS)}, or arith:LEVEL[+LEVEL...]")
     return BENCHMARKS[name]
+
+
+def arith_levels(name: str) -> tuple[str, ...]:
+    """The levels of an ``arith:a+b`` benchmark name; () for plain ``arith`` (the default levels)."""
+    return tuple(lv for lv in name.partition(":")[2].split("+") if lv)
 
 
 #: ``data_dir`` value that forces the hub source.
@@ -105,8 +120,10 @@ def load_benchmark(name: str, data_dir: str | Path | None = None, limit: int | N
     ``"hub"`` -> the hub; a directory -> ``<data_dir>/<name>.jsonl``.
     """
     bench = get_benchmark(name)
-    if bench.hub_id is None:
-        return load_questions(DataSpec(name="arith", split="test"))[:limit]
+    if bench.hub_id is None:  # the generator: 'arith' (default levels) or 'arith:a+b'; --limit generates that many
+        levels = arith_levels(name)
+        return load_questions(DataSpec(name="arith" + (":" + ",".join(levels) if levels else ""), split="test",
+                                       limit=limit))[:limit]
     if data_dir is None and (DATA_DIR / "benchmarks" / f"{name}.jsonl").is_file():
         data_dir = DATA_DIR / "benchmarks"
     if data_dir is not None and str(data_dir) != HUB:

@@ -150,3 +150,12 @@ def test_a_benchmark_name_defaults_to_the_repository_data(monkeypatch):
     monkeypatch.setattr(data_module, "read_hub", no_hub)
     for name, count in EXPECTED_ROWS.items():
         assert len(load_benchmark(name)) == count
+
+
+def test_arith_levels_are_benchmarks():
+    rows = load_benchmark("arith:add2+sub2", limit=10)
+    assert len(rows) == 10 and {r["level"] for r in rows} == {"add2", "sub2"}
+    assert get_benchmark("arith:word").breakdown == ("level",)
+    assert [r["id"] for r in load_benchmark("arith", limit=7)] == [r["id"] for r in load_benchmark("arith")[:7]]
+    with pytest.raises(ValueError, match=r"benchmark 'arith:add9': unknown arithmetic level\(s\) \['add9'\]"):
+        get_benchmark("arith:add9")
