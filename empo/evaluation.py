@@ -79,17 +79,11 @@ SUITE_KEYS = ("benchmarks", "data_dir", "limit", "prompt", "greedy", "n", "tempe
 
 def load_suite(path: str | Path) -> dict:
     """An evaluation protocol from a YAML file (``eval/suites/``): a mapping of ``SUITE_KEYS``; unknown keys are named."""
-    import yaml
-
     from empo.configs import check_known_keys
+    from empo.io import read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"suite file '{path}' does not exist")
-    try:
-        suite = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"suite file '{path}' is not valid YAML ({str(e).splitlines()[0]})") from None
+    suite = read_yaml(path, "suite file")  # missing, unreadable or malformed: one line naming the file
     if not isinstance(suite, dict):
         raise ValueError(f"suite file '{path}' must be a mapping of {', '.join(SUITE_KEYS)}")
     try:

@@ -90,13 +90,11 @@ class Sharding:
 
     @classmethod
     def from_accelerate_config(cls, path: Path | None) -> "Sharding":
-        import yaml
+        from empo.io import read_yaml
 
         if path is None:
             return cls("ddp")
-        if not Path(path).is_file():
-            raise PlanError(f"accelerate config '{path}' does not exist")
-        cfg = yaml.safe_load(Path(path).read_text()) or {}
+        cfg = read_yaml(path, "accelerate config") or {}  # missing or malformed: one line naming the file
         kind = cfg.get("distributed_type", "MULTI_GPU")
         if kind == "DEEPSPEED":
             ds = cfg.get("deepspeed_config") or {}
