@@ -28,7 +28,7 @@ import numpy as np
 
 from empo.evaluation import EvalConfig, group_samples, run_eval
 from empo.io import atomic_write_json, atomic_write_text, read_jsonl
-from empo.provenance import format_provenance, provenance, versions
+from empo.provenance import format_provenance, provenance
 
 #: Settings that name or place a run rather than change what it learns.
 BOOKKEEPING = {"training.output_dir", "training.logging_dir", "training.run_name", "training.resume_from_checkpoint",
@@ -257,10 +257,8 @@ def curves(runs: list[Run]) -> dict[str, dict[str, list[list[float]]]]:
 def format_report(comparison: dict, meta: dict) -> str:
     lines = ["# empo compare", "", f"Base model `{meta['base_model']}`; methods differ only in the reward "
              f"(settings checked; allowed differences: {', '.join(meta['allowed']) or 'none'}).", "",
-             "Intervals: 95% two-level bootstrap (seeds, then problems). Versions: "
-             + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", ""]
-    if "provenance" in meta:
-        lines += [format_provenance(meta["provenance"]), ""]
+             "Intervals: 95% two-level bootstrap (seeds, then problems).", "",
+             format_provenance(meta["provenance"]), ""]
     for m, info in comparison["methods"].items():
         lines.append(f"- `{m}`: seeds {info['seeds']}")
     for t in comparison["tables"]:
@@ -344,7 +342,7 @@ def compare(run_dirs: list[str | Path], blocks: list[EvalBlock], output: str | P
             raise CompareError(f"no eval in {', '.join(missing)} (run without --no-eval to evaluate)")
     comparison = build_comparison(runs, blocks, dirs)
     meta = {"base_model": runs[0].settings["model.model_name_or_path"], "allowed": sorted(allow),
-            "versions": versions(), "eval_blocks": [asdict(b) for b in blocks], "provenance": provenance()}
+            "eval_blocks": [asdict(b) for b in blocks], "provenance": provenance()}
     atomic_write_json(output / "comparison.json", {**meta, **comparison})
     plot(comparison, curves(runs), output)
     atomic_write_text(output / "report.md", format_report(comparison, meta))
