@@ -50,6 +50,7 @@ from empo.distributed import gather_list
 from empo.entropy import FILTER_NORMALISATION, check_filter_exact, keep_group
 from empo.groups import analyse_group
 from empo.io import JsonlAppender
+from empo.pseudo_labels import sign_disagreement
 from empo.rewards import completion_text
 
 
@@ -120,9 +121,12 @@ class EmpoTrainer(GRPOTrainer):
             token_scale = all_tokens.item() / kept_tokens if kept_tokens else 1.0
             self._metrics[mode]["empo/loss_scale"].append(sequence_scale if by_sequences else token_scale)
 
-        self._log_group_metrics(mode, groups, kept, answers, golds, g)
+        # TRL's advantages of the whole generation batch (all processes, before the filter zeroed any), the last
+        # entries of its completion log
+        advantages = list(self._logs["advantages"])[-len(answers):]
+        self._log_group_metrics(mode, groups, kept, answers, golds, advantages, g)
         if mode == "train" and self._sample_log is not None:
-            self._write_samples(groups, kept, ids, all_texts, golds, rewards_per_func.tolist(), g)
+            self._write_samples(groups, kept, ids, all_texts, golds, rewards_per_func.tolist(), advantages, g)
         return output
 
     def _prepare_inputs(self, generation_batch):
@@ -164,7 +168,7 @@ class EmpoTrainer(GRPOTrainer):
         return optimizer
 
     # --- logging -----------------------------------------------------------------------------------------------
-    def _log_group_metrics(self, mode, groups, kept, answers, golds, g):
+    def _log_group_metrics(self, mode, groups, kept, answers, golds, advantages, g):
         m = self._metrics[mode]
         m["empo/entropy_mean"].append(sum(gr.entropy for gr in groups) / len(groups))
         m["empo/entropy_max_possible"].append(math.log(g))
@@ -183,8 +187,17 @@ class EmpoTrainer(GRPOTrainer):
             grades = [gr.grade(str(golds[qi * g])) for qi, gr in enumerate(groups)]
             m["empo/majority_accuracy"].append(sum(majority for _, majority in grades) / len(groups))
             m["empo/sample_accuracy"].append(sum(sum(samples) for samples, _ in grades) / len(answers))
+            # what the trained groups taught (empo.pseudo_labels): is their majority right, and how often does the
+            # reward's advantage point against the gold reward's
+            trained = [(qi, grades[qi]) for qi, k in enumerate(kept) if k]
+            if trained:
+                m["empo/pseudo_label_accuracy"].append(sum(majority for _, (_, majority) in trained) / len(trained))
+                counts = [sign_disagreement(advantages[qi * g:(qi + 1) * g], samples) for qi, (samples, _) in trained]
+                pairs = sum(p for _, p in counts)
+                if pairs:
+                    m["empo/gold_sign_disagreement"].append(sum(d for d, _ in counts) / pairs)
 
-    def _write_samples(self, groups, kept, ids, texts, golds, rewards, g):
+    def _write_samples(self, groups, kept, ids, texts, golds, rewards, advantages, g):
         """One row per question group and generation step: completions, answers, clusters, rewards, decision."""
         step = self.state.global_step
         for qi, (gr, k) in enumerate(zip(groups, kept)):
@@ -193,6 +206,7 @@ class EmpoTrainer(GRPOTrainer):
                 "step": step, "id": ids[qi * g], "entropy": gr.entropy, "kept": k,
                 "completions": texts[sl], "answers": list(gr.answers), "cluster_ids": list(gr.cluster_ids),
                 "rewards": {name: [r[j] for r in rewards[sl]] for j, name in enumerate(self.reward_func_names)},
+                "advantages": advantages[sl],
                 "majority_answer": gr.majority_answer, "gold": golds[qi * g],
             })
 

@@ -1,5 +1,7 @@
 """EmpoTrainer on a tiny random model with scripted completions: the filter, the normaliser, skipped steps."""
 
+import json
+
 import pytest
 import torch
 
@@ -57,6 +59,26 @@ def test_label_free_reward_ignores_gold_column(tmp_path, tiny):
     # ...while the logged gold metrics do see the difference
     assert right._metrics["train"]["empo/majority_accuracy"][-1] == 1.0
     assert wrong._metrics["train"]["empo/majority_accuracy"][-1] == 0.0
+
+
+def test_what_the_kept_groups_taught_is_logged_against_gold(tmp_path, tiny):
+    # kept groups: "2 + 3" (answers 5 5 6 -) and "4 + 4" (8 16/2 7 9); their EMPO advantages favour 5 and 8
+    right = make_trainer(tmp_path, tiny, QUESTIONS, golds=["2", "5", "8", "1"])
+    wrong = make_trainer(tmp_path, tiny, QUESTIONS, golds=["2", "6", "7", "1"])
+    for t in (right, wrong):
+        t.model.train()
+        out = t._generate_and_score_completions(generation_batch(t, QUESTIONS))
+    m = right._metrics["train"]
+    assert m["empo/pseudo_label_accuracy"][-1] == 1.0 and m["empo/gold_sign_disagreement"][-1] == 0.0
+    m = wrong._metrics["train"]
+    # gold 6 and 7: the right completion is pushed down and the two majority ones up, in both groups -> 6 of 8
+    assert m["empo/pseudo_label_accuracy"][-1] == 0.0 and m["empo/gold_sign_disagreement"][-1] == 0.75
+    # samples.jsonl logs TRL's advantages, the ones the kept groups train with
+    rows = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()][-len(QUESTIONS):]
+    flat = [a for r in rows for a in r["advantages"]]
+    kept = [k for r in rows for k in [r["kept"]] * G]
+    assert [a for a, k in zip(flat, kept) if k] == pytest.approx([a for a, k in zip(out["advantages"].tolist(), kept) if k])
+    assert sum(kept) == 2 * G and any(a != 0 for a in flat)
 
 
 def test_all_filtered_batch_moves_no_weight(tmp_path, tiny):
