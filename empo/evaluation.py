@@ -204,7 +204,7 @@ def summarize_benchmark(name: str, rows: list[dict], grouped: dict[tuple[str, st
         out["pass@k"], out["maj@k"] = {}, {}
         for k in _ks(n):
             out["pass@k"][str(k)] = mean_with_ci([pass_at_k(n, sum(s["correct"] for s in p), k) for p in problems])
-            out["maj@k"][str(k)] = mean_with_ci([_maj(p, k) for p in problems])
+            out["maj@k"][str(k)] = mean_with_ci([maj_score(p, k) for p in problems])
         out["sample_boxed_rate"] = _mean([s["answer"] is not None for p in problems for s in p])
         out["sample_mean_tokens"] = _mean([s["tokens"] for p in problems for s in p])
         for key in bench.breakdown:
@@ -214,7 +214,8 @@ def summarize_benchmark(name: str, rows: list[dict], grouped: dict[tuple[str, st
     return out
 
 
-def _maj(samples: list[dict], k: int) -> float:
+def maj_score(samples: list[dict], k: int) -> float:
+    """One problem's maj@k from its graded samples (answers clustered by the training equivalence)."""
     answers = [s["answer"] for s in samples]
     cluster_ids = analyse_group(answers).cluster_ids
     labels = [c if a is not None else None for c, a in zip(cluster_ids, answers)]
