@@ -36,6 +36,16 @@ def _sub2(r: random.Random) -> Question:
     return f"What is {a} - {b}?", a - b
 
 
+def _add21(r: random.Random) -> Question:
+    a, b = r.randint(10, 99), r.randint(1, 9)
+    return f"What is {a} + {b}?", a + b
+
+
+def _sub21(r: random.Random) -> Question:
+    a, b = r.randint(10, 99), r.randint(1, 9)
+    return f"What is {a} - {b}?", a - b
+
+
 def _mul1(r: random.Random) -> Question:
     a, b = r.randint(2, 9), r.randint(2, 9)
     return f"What is {a} × {b}?", a * b
@@ -79,6 +89,8 @@ LEVELS: dict[str, Callable[[random.Random], Question]] = {
     "sub1": _sub1,    # one-digit subtraction, non-negative result
     "add2": _add2,    # two numbers up to 50
     "sub2": _sub2,
+    "add21": _add21,  # a two-digit number plus a one-digit one (between add1 and add2)
+    "sub21": _sub21,  # a two-digit number minus a one-digit one
     "mul1": _mul1,    # one-digit multiplication
     "mul2": _mul2,    # two-digit multiplication
     "expr2": _expr2,  # two steps: a + b - c
