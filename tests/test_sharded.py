@@ -70,6 +70,25 @@ def test_skip_is_decided_once_per_step_however_often_zero_calls_the_optimizer(tm
     assert trainer._skipped_optimizer_steps == 1  # one skipped optimizer step, not one per group
 
 
+def test_a_step_outside_training_runs_so_fsdp2_resume_can_materialise_the_optimizer_state(tmp_path, tiny):
+    # accelerate's FSDP2 resume loads the optimizer through torch.distributed.checkpoint, which first fills a fresh
+    # optimizer's state with one zero-gradient, lr=0 step (state_dict._init_optim_state). No training micro-step
+    # has run then: skipping that step left the state empty and set_optimizer_state_dict failed ("Expected device
+    # to be set"), so FSDP2 runs could not resume.
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    from test_trainer import QUESTIONS, make_trainer
+
+    trainer = make_trainer(tmp_path, tiny, QUESTIONS[:2], per_device=8, weight_decay=0.1)
+    optimizer = trainer.create_optimizer()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    before = [p.detach().clone() for p in params]
+    saved = get_optimizer_state_dict(trainer.model, optimizer)  # runs _init_optim_state on the empty optimizer
+    assert len(optimizer.state) == len(params) and len(saved["state"]) == len(params)
+    assert all(torch.equal(b, p) for b, p in zip(before, params))  # lr 0, zero gradients: nothing moved
+    assert trainer._skipped_optimizer_steps == 0  # not an optimizer step of training, so not a skipped one
+
+
 def run_check(tmp_path: Path, tiny: str, name: str, backend: str | None, precision: str = "fp32") -> dict:
     out = tmp_path / f"{name}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
