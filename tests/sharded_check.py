@@ -4,14 +4,18 @@ scripted completions -- step 1 keeps both groups, step 2's groups are all filter
 given as argv[1] (written by rank 0).
 
     python tests/sharded_check.py OUT.json TINY_MODEL 8
-    accelerate launch --config_file cpu_zero2.yaml tests/sharded_check.py OUT.json TINY_MODEL 4 [bf16]
+    accelerate launch --config_file cpu_zero2.yaml tests/sharded_check.py OUT.json TINY_MODEL 4 [--bf16] [--save]
+        [--resume CHECKPOINT]
 
-``bf16`` (argv[4]) trains with ``bf16=True``; the accelerate config must then say ``mixed_precision: bf16``.
+``--bf16`` trains with ``bf16=True`` (the accelerate config must then say ``mixed_precision: bf16``); ``--save``
+writes a checkpoint after each step to OUT's folder/sharded_out; ``--resume`` continues from such a checkpoint,
+so only the steps after it are recorded.
 
 Under an FSDP config (``ACCELERATE_USE_FSDP=true``) on CPU it first installs ``fsdp_on_cpu``'s test-only shim,
 without which accelerate silently runs plain data parallel (see that module).
 """
 
+import argparse
 import json
 import os
 import sys
@@ -129,9 +133,8 @@ class Record(TrainerCallback):
                            "skipped": self.trainer._skipped_optimizer_steps})
 
 
-def main(out_path: str, tiny: str, per_device: int, precision: str = "fp32") -> None:
-    if precision not in ("fp32", "bf16"):
-        raise SystemExit(f"sharded_check: precision must be fp32 or bf16, not '{precision}'")
+def main(out_path: str, tiny: str, per_device: int, bf16: bool = False, save: bool = False,
+         resume: str | None = None) -> None:
     torch.set_num_threads(1)
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
         from fsdp_on_cpu import let_accelerate_run_fsdp_on_cpu
@@ -140,9 +143,10 @@ def main(out_path: str, tiny: str, per_device: int, precision: str = "fp32") -> 
     g = 4
     args = GRPOConfig(output_dir=str(Path(out_path).parent / "sharded_out"), num_generations=g,
                       per_device_train_batch_size=per_device, gradient_accumulation_steps=1, max_completion_length=16,
-                      max_steps=2, learning_rate=1e-2, weight_decay=0.1, bf16=precision == "bf16",
-                      gradient_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no", seed=0,
-                      shuffle_dataset=False, logging_steps=1)
+                      max_steps=2, learning_rate=1e-2, weight_decay=0.1, bf16=bf16,
+                      gradient_checkpointing=False, use_cpu=True, report_to="none",
+                      save_strategy="steps" if save else "no", save_steps=1, seed=0, shuffle_dataset=False,
+                      logging_steps=1)
     ds = datasets.Dataset.from_list([{"id": str(i), "prompt": build_messages(q, PRESETS["qwen-math"]), "answer": "5"}
                                      for i, q in enumerate(KEPT + FILTERED)])
     assert set(KEPT + FILTERED) <= set(SCRIPT)
@@ -154,7 +158,7 @@ def main(out_path: str, tiny: str, per_device: int, precision: str = "fp32") -> 
                               empo_args=EmpoArguments())
     record.trainer = trainer
     before = lora_weights(trainer)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     if trainer.accelerator.is_main_process:
         Path(out_path).write_text(json.dumps({
             "world_size": trainer.accelerator.num_processes,
@@ -163,4 +167,12 @@ def main(out_path: str, tiny: str, per_device: int, precision: str = "fp32") -> 
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
+    cli = argparse.ArgumentParser(description="two EmpoTrainer steps, kept then all-filtered, recorded")
+    cli.add_argument("out")
+    cli.add_argument("tiny")
+    cli.add_argument("per_device", type=int)
+    cli.add_argument("--bf16", action="store_true")
+    cli.add_argument("--save", action="store_true")
+    cli.add_argument("--resume")
+    a = cli.parse_args()
+    main(a.out, a.tiny, a.per_device, bf16=a.bf16, save=a.save, resume=a.resume)

@@ -89,19 +89,20 @@ def test_a_step_outside_training_runs_so_fsdp2_resume_can_materialise_the_optimi
     assert trainer._skipped_optimizer_steps == 0  # not an optimizer step of training, so not a skipped one
 
 
-def run_check(tmp_path: Path, tiny: str, name: str, backend: str | None, precision: str = "fp32") -> dict:
+def run_check(tmp_path: Path, tiny: str, name: str, backend: str | None, *options: str) -> dict:
+    """sharded_check.py on one process (backend None) or two under the repo's accelerate config ``backend``."""
     out = tmp_path / f"{name}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     if backend is None:
-        cmd = [sys.executable, str(HERE / "sharded_check.py"), str(out), tiny, "8"]
+        cmd = [sys.executable, str(HERE / "sharded_check.py"), str(out), tiny, "8", *options]
     else:
         config = yaml.safe_load((ROOT / "recipes" / "accelerate_configs" / f"{backend}.yaml").read_text())
-        config.update(use_cpu=True, mixed_precision="bf16" if precision == "bf16" else "no", num_processes=2)
+        config.update(use_cpu=True, mixed_precision="bf16" if "--bf16" in options else "no", num_processes=2)
         config_file = tmp_path / f"{backend}.yaml"
         config_file.write_text(yaml.safe_dump(config))
         accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
         cmd = [accelerate, "launch", "--config_file", str(config_file), "--main_process_port", str(free_port()),
-               str(HERE / "sharded_check.py"), str(out), tiny, "4", precision]  # 4 per process: one group each
+               str(HERE / "sharded_check.py"), str(out), tiny, "4", *options]  # 4 per process: one group each
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(out.read_text())
@@ -145,7 +146,7 @@ def test_two_cpu_processes_match_one_and_skip_the_filtered_step(backend, kind, t
 @pytest.mark.slow
 def test_fsdp2_shards_the_model_on_two_cpu_processes_matches_one_and_skips_the_filtered_step(tmp_path, tiny,
                                                                                               one_process):
-    result = run_check(tmp_path, tiny, "fsdp", "fsdp")
+    result = run_check(tmp_path, tiny, "fsdp", "fsdp", "--save")  # a checkpoint per step, for the resume below
     assert result["world_size"] == 2 and result["distributed_type"] == "DistributedType.FSDP"
     # sharded for real, not data parallel: FSDP2 modules, every parameter (and every parameter the optimizer
     # steps) a DTensor sharded on dim 0 over both ranks, each rank holding half
@@ -170,9 +171,19 @@ def test_fsdp2_shards_the_model_on_two_cpu_processes_matches_one_and_skips_the_f
         assert len(mine) == len(single) > 0
         assert max(abs(a - b) for a, b in zip(mine, single)) <= 1e-5 * max(abs(b) for b in single)
 
+    # resumed from the kept step's FSDP checkpoint, step 2 ends exactly where the uninterrupted run did: the
+    # weights and, on every rank, the Adam moments and step counts were restored, not reset
+    (tmp_path / "resumed").mkdir()
+    resumed = run_check(tmp_path / "resumed", tiny, "fsdp_resumed", "fsdp", "--resume",
+                        str(tmp_path / "sharded_out" / "checkpoint-1"))
+    (step2,) = resumed["after"]
+    assert step2["step"] == 2 and step2["skipped"] == 1
+    assert max_diff(step2["lora"], result["after"][1]["lora"]) == 0
+    assert step2["optimizer"] == result["after"][1]["optimizer"]
+
 
 @pytest.mark.slow
-def test_the_cpu_default_recipe_trains_two_steps_under_fsdp2_on_two_processes(tmp_path, tiny):
+def test_the_cpu_default_recipe_trains_and_resumes_under_fsdp2_on_two_processes(tmp_path, tiny):
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -185,20 +196,23 @@ def test_the_cpu_default_recipe_trains_two_steps_under_fsdp2_on_two_processes(tm
     recipe.update(model_name_or_path=tiny, per_device_train_batch_size=recipe["per_device_train_batch_size"] // 2,
                   max_completion_length=16, max_steps=2, save_steps=1, output_dir=str(out), num_threads=1)
     recipe_file = tmp_path / "recipe.yaml"
-    recipe_file.write_text(yaml.safe_dump(recipe))
-    report = tmp_path / "fsdp_report.json"
     config = yaml.safe_load((ROOT / "recipes" / "accelerate_configs" / "fsdp.yaml").read_text())
     config.update(use_cpu=True, mixed_precision="no", num_processes=2)
     config_file = tmp_path / "fsdp.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "EMPO_FSDP_REPORT": str(report)}
-    proc = subprocess.run([accelerate, "launch", "--config_file", str(config_file), "--main_process_port",
-                           str(free_port()), str(HERE / "fsdp_train.py"), "--config", str(recipe_file)],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
 
-    (run,) = json.loads(report.read_text())
+    def train(max_steps: int) -> list[dict]:  # empo.train under FSDP2; returns how accelerate ran it
+        recipe_file.write_text(yaml.safe_dump({**recipe, "max_steps": max_steps}))
+        report = tmp_path / f"fsdp_report_{max_steps}.json"
+        accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "EMPO_FSDP_REPORT": str(report)}
+        proc = subprocess.run([accelerate, "launch", "--config_file", str(config_file), "--main_process_port",
+                               str(free_port()), str(HERE / "fsdp_train.py"), "--config", str(recipe_file)],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return json.loads(report.read_text())
+
+    (run,) = train(2)
     assert run["distributed_type"] == "DistributedType.FSDP" and run["fsdp_version"] == 2 and run["world_size"] == 2
     assert all(r["root_is_fsdp_module"] and r["dtensor_params"] == r["params"] and r["local_numel"] < r["full_numel"]
                for r in run["ranks"])
@@ -213,11 +227,17 @@ def test_the_cpu_default_recipe_trains_two_steps_under_fsdp2_on_two_processes(tm
                       target_modules=recipe["lora_target_modules"], lora_dropout=0.0)
     expected = get_peft_model_state_dict(get_peft_model(load_model(tiny), lora))
     assert {k: tuple(v.shape) for k, v in saved.items()} == {k: tuple(v.shape) for k, v in expected.items()}
+    # a longer run in the same folder resumes from checkpoint-2 under FSDP2 (model and optimizer through
+    # accelerate's FSDP loaders) and trains step 3
+    (resumed,) = train(3)
+    assert resumed["distributed_type"] == "DistributedType.FSDP"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
 
 
 @pytest.mark.slow
 def test_fsdp2_bf16_mixed_precision_on_two_cpu_processes_skips_the_filtered_step(tmp_path, tiny, one_process):
-    result = run_check(tmp_path, tiny, "fsdp_bf16", "fsdp", precision="bf16")
+    result = run_check(tmp_path, tiny, "fsdp_bf16", "fsdp", "--bf16")
     assert result["distributed_type"] == "DistributedType.FSDP"
     for rank in result["after"][0]["sharding"]:  # FSDP2's MixedPrecisionPolicy: bf16 compute, fp32 master shards
         assert rank["fsdp_param_dtype"] == "torch.bfloat16" and rank["param_dtypes"] == ["torch.float32"]
