@@ -68,7 +68,11 @@ class EmpoTrainer(GRPOTrainer):
         self._local_batch: tuple[list, list] | None = None
         self._window_kept_tokens = 0
         self._skipped_optimizer_steps = 0
-        self._step_decision: bool | None = None  # this optimizer step's skip decision, shared by its step() calls
+        # This optimizer step's decision (True: step), shared by its step() calls; None once a training micro-step
+        # ran, until the next step() decides. True before the first micro-step: a step() then is no optimizer step
+        # of training and must run -- torch.distributed.checkpoint fills a fresh optimizer's state with a
+        # zero-gradient, lr=0 step before loading one (accelerate's FSDP2 resume), and fails on an empty state.
+        self._step_decision: bool | None = True
         if training_args is not None and training_args.use_vllm:
             from empo.vllm_backend import empo_vllm_generation
 
@@ -152,6 +156,8 @@ class EmpoTrainer(GRPOTrainer):
             # parameter group (stage 1/2) or sub-group (stage 3) inside engine.step(), which accelerate runs from
             # accelerator.backward. Skipping here (not engine.step) keeps DeepSpeed's own bookkeeping (gradient
             # zeroing, fp32->param copy of unchanged partitions) while moving no weight and no Adam state.
+            # Under FSDP2 this same object is the optimizer: accelerate swaps the DTensor shards into its param groups
+            # (fsdp2_switch_optimizer_parameters) and the Trainer's AcceleratedOptimizer.step calls this once per step.
             if self._step_decision is None:
                 # All processes reach the first call together, so this reduction is collective-safe.
                 tokens = torch.tensor(float(self._window_kept_tokens), device=self.accelerator.device)
