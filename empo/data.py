@@ -12,7 +12,7 @@ Other columns are kept. A row without the mapped field is an error naming the fi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -71,7 +71,9 @@ def load_questions(spec: DataSpec, transform: Callable[[dict], dict] | None = No
         raw = _read_local(path)
         where = str(path)
     else:
-        raw = read_hub(spec)
+        # A transform maps the raw columns itself (a field it misses is named by _transform) and the mapped fields
+        # are checked on its output (_map_row), so the hub is asked only for the data, not for the mapped columns.
+        raw = read_hub(spec if transform is None else replace(spec, question_field="", answer_field=None))
         where = f"hub dataset '{name}' (split '{spec.split}')"
     if transform is not None:
         raw = [_transform(transform, r, i, where) for i, r in enumerate(raw)]
