@@ -70,6 +70,7 @@ from typing import Callable
 from empo import arithmetic
 from empo.answers import canonical_form, extract_answer, is_equivalent, numeric_value
 from empo.data import DATA_DIR, DataError, DataSpec, load_questions
+from empo.groups import analyse_group
 
 #: The five benchmarks the EMPO paper averages over (its "Avg." column).
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
@@ -304,8 +305,6 @@ def vote_labels(benchmark: Benchmark, answers: list[str | None]) -> list[int | N
     if benchmark.kind == MULTIPLE_CHOICE:
         labels: dict[str, int] = {}
         return [None if a is None else labels.setdefault(a, len(labels)) for a in answers]
-    from empo.groups import analyse_group
-
     cluster_ids = analyse_group(answers).cluster_ids
     return [c if a is not None else None for c, a in zip(cluster_ids, answers)]
 
