@@ -208,7 +208,7 @@ def test_cli_mc_eval_on_the_default_model(tmp_path, default_model_path, capsys):
     data_dir = write_mc(tmp_path / "data", "gpqa_diamond", MC_ROWS)
     out = tmp_path / "eval"
     assert cli_main(["eval", "--benchmarks", "gpqa_diamond", "--data-dir", str(data_dir), "--prompt",
-                     "multiple-choice-example", "--max-new-tokens", "24", "--threads", "2",
+                     "multiple-choice-example", "--max-new-tokens", "16", "--threads", "2",
                      "--output-dir", str(out)]) == 0
     assert "| gpqa_diamond | 3 |" in capsys.readouterr().out
     rows = list(read_jsonl(out / "samples.jsonl"))
