@@ -85,8 +85,8 @@ def _add_eval(sub, suite: dict | None = None) -> None:
     from empo.evaluation import EvalConfig
 
     d = EvalConfig(**(suite or {}))
-    p = sub.add_parser("eval", help="Evaluate a model, checkpoint or LoRA adapter on math benchmarks "
-                                    "(greedy pass@1; --n for avg@n, pass@k, maj@k).")
+    p = sub.add_parser("eval", help="Evaluate a model, checkpoint or LoRA adapter on math and multiple-choice "
+                                    "benchmarks (greedy pass@1; --n for avg@n, pass@k, maj@k).")
     p.add_argument("--model", default=d.model, help="hub id, local directory or alias")
     p.add_argument("--adapter", default=None, help="LoRA adapter directory (e.g. a training output_dir)")
     p.add_argument("--benchmarks", default=d.benchmarks, help=f"comma-separated, from: {', '.join(BENCHMARKS)}")

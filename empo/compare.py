@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from empo.benchmarks import get_benchmark
 from empo.evaluation import EvalConfig, group_samples, maj_score, run_eval
 from empo.io import atomic_write_json, atomic_write_text, read_jsonl
 from empo.provenance import format_provenance, provenance
@@ -144,7 +145,8 @@ def problem_scores(eval_dir: Path, benchmark: str, metric: str) -> dict[str, flo
     majority vote over the samples (maj@n, answers clustered as in training)."""
     problems = group_samples(eval_dir / "samples.jsonl").get((benchmark, METRICS[metric]), {})
     if metric == "maj":
-        return {pid: maj_score(samples, len(samples)) for pid, samples in problems.items()}
+        bench = get_benchmark(benchmark)
+        return {pid: maj_score(bench, samples, len(samples)) for pid, samples in problems.items()}
     return {pid: sum(s["correct"] for s in samples) / len(samples) for pid, samples in problems.items()}
 
 

@@ -6,13 +6,18 @@ the name of a file in the repository's ``data/`` (``math500`` is ``data/benchmar
 
 Every source comes out as a list of rows with the same three columns, whatever it called them:
 ``id``, ``problem`` (the question) and ``answer`` (the gold answer, or ``None`` for unlabeled data).
-Other columns are kept. A row without the mapped field is an error naming the file, the row and the field.
+Other columns are kept. A row without the mapped field is an error naming the file, the row and the field
+(``answer_optional``: a row without a gold answer keeps ``answer: None`` instead).
+
+Hub datasets whose columns are known (:data:`HUB_SCHEMAS`) need no mapping: a field left at its default names
+the dataset's own column (``qingyangzhang/natural_reasoning_simple``: ``question`` is the problem,
+``reference_answer`` the answer, logged only and optional); a field the recipe sets wins.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +42,44 @@ class DataSpec:
     subset: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
     limit: int | None = field(default=None, metadata={"help": "Keep the first N rows (arith: generate N questions)."})
     seed: int = field(default=0, metadata={"help": "Seed of the arithmetic generator."})
+    answer_optional: bool = field(default=False, metadata={
+        "help": "A row without a gold answer (missing, null or blank) keeps answer None instead of being an error "
+                "(reference answers that are only logged, e.g. natural_reasoning's, missing for some questions)."})
+
+
+@dataclass(frozen=True)
+class HubSchema:
+    """The columns of a known hub dataset, so that a recipe naming only the dataset maps it right."""
+
+    question_field: str = field(metadata={"help": "Column with the question."})
+    answer_field: str | None = field(metadata={"help": "Column with the (reference) answer; None: unlabeled."})
+    id_field: str | None = field(default=None, metadata={"help": "Column with a stable id (row index if None)."})
+    answer_optional: bool = field(default=False, metadata={"help": "Rows may lack the answer (kept as None)."})
+    source: str = field(default="", metadata={"help": "Where the column names were read (repository and path)."})
+
+    def apply(self, spec: "DataSpec") -> "DataSpec":
+        """``spec`` with every field it left at DataSpec's default replaced by this dataset's column."""
+        default = DataSpec()
+        changes = {name: getattr(self, name) for name in ("question_field", "answer_field", "id_field")
+                   if getattr(spec, name) == getattr(default, name)}
+        if spec.answer_optional == default.answer_optional:
+            changes["answer_optional"] = self.answer_optional
+        return replace(spec, **changes)
+
+
+# Both natural-reasoning sets: the official EMPO code reads example["question"] for the prompt
+# (github.com/QingyangZhang/EMPO, src/open_r1/empo.py, make_conversation: 'natural' datasets) and
+# reference_answer for its supervised baseline (src/open_r1/rewards.py, get_general_accuracy_reward:
+# accuracy_reward(completions, reference_answer, question)); facebook/natural_reasoning's card (huggingface.co/
+# datasets/facebook/natural_reasoning, README.md) says 18.29% of its questions have no reference answer, so the
+# answer is optional. Its third column, responses (Llama-3.3-70B's answers), is kept but never read.
+_NATURAL_REASONING = dict(question_field="question", answer_field="reference_answer", id_field=None,
+                          answer_optional=True,
+                          source="QingyangZhang/EMPO src/open_r1/empo.py + src/open_r1/rewards.py")
+HUB_SCHEMAS: dict[str, HubSchema] = {
+    "qingyangzhang/natural_reasoning_simple": HubSchema(**_NATURAL_REASONING),
+    "facebook/natural_reasoning": HubSchema(**_NATURAL_REASONING),
+}
 
 
 ARITH_DEFAULT_SIZE = {"train": 2000, "test": 200}
@@ -71,7 +114,11 @@ def load_questions(spec: DataSpec, transform: Callable[[dict], dict] | None = No
         raw = _read_local(path)
         where = str(path)
     else:
-        raw = read_hub(spec)
+        if name in HUB_SCHEMAS:
+            spec = HUB_SCHEMAS[name].apply(spec)
+        # A transform maps the raw columns itself (a field it misses is named by _transform) and the mapped fields
+        # are checked on its output (_map_row), so the hub is asked only for the data, not for the mapped columns.
+        raw = read_hub(spec if transform is None else replace(spec, question_field="", answer_field=None))
         where = f"hub dataset '{name}' (split '{spec.split}')"
     if transform is not None:
         raw = [_transform(transform, r, i, where) for i, r in enumerate(raw)]
@@ -134,6 +181,10 @@ def _map_row(row: dict, index: int, spec: DataSpec, where: str) -> dict:
 
     out = {k: v for k, v in row.items() if k not in ("id", "problem", "answer")}
     out["problem"] = str(need(spec.question_field))
-    out["answer"] = str(need(spec.answer_field)) if spec.answer_field else None
+    if spec.answer_field and spec.answer_optional:
+        gold = row.get(spec.answer_field)
+        out["answer"] = None if gold is None or not str(gold).strip() else str(gold)
+    else:
+        out["answer"] = str(need(spec.answer_field)) if spec.answer_field else None
     out["id"] = str(row[spec.id_field]) if spec.id_field and row.get(spec.id_field) is not None else str(index)
     return out

@@ -1,4 +1,4 @@
-"""``empo eval``: a model (or checkpoint, or LoRA adapter) on math benchmarks, greedy and sampled.
+"""``empo eval``: a model (or checkpoint, or LoRA adapter) on math and multiple-choice benchmarks, greedy and sampled.
 
 Default protocol = the EMPO paper's: one prompt template for base and trained models, greedy decoding,
 accuracy = pass@1. ``--n N`` adds N sampled completions per problem for avg@N, pass@k and maj@k.
@@ -16,9 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from empo.answers import extract_answer
-from empo.benchmarks import PAPER_BENCHMARKS, get_benchmark, grade, load_benchmark
-from empo.groups import analyse_group
+from empo.benchmarks import (PAPER_BENCHMARKS, extract_prediction, get_benchmark, grade, load_benchmark, prompt_text,
+                              vote_labels)
 from empo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
 from empo.metrics import maj_at_k, mean_with_ci, pass_at_k
 from empo.prompts import build_messages, get_prompt_config
@@ -144,7 +143,7 @@ def generate_and_grade(config: EvalConfig, data: dict[str, list[dict]], generato
                            desc=f"{name} {mode}", disable=not progress)
                 for batch in todo:
                     t0 = time.perf_counter()
-                    groups = generator.generate_groups([build_messages(r["problem"], prompt) for r in batch],
+                    groups = generator.generate_groups([build_messages(prompt_text(bench, r), prompt) for r in batch],
                                                        sampling, seed_key=f"{name}:{batch[0]['id']}")
                     seconds += time.perf_counter() - t0
                     for row, samples in zip(batch, groups):
@@ -159,7 +158,7 @@ def generate_and_grade(config: EvalConfig, data: dict[str, list[dict]], generato
 
 
 def _sample_row(name: str, mode: str, row: dict, index: int, sample, bench) -> dict:
-    answer = extract_answer(sample.text)
+    answer = extract_prediction(bench, sample.text)
     return {"benchmark": name, "mode": mode, "id": row["id"], "sample": index, "completion": sample.text,
             "answer": answer, "gold": row["answer"], "correct": grade(bench, answer, row),
             "tokens": sample.num_tokens, "truncated": sample.truncated}
@@ -204,7 +203,7 @@ def summarize_benchmark(name: str, rows: list[dict], grouped: dict[tuple[str, st
         out["pass@k"], out["maj@k"] = {}, {}
         for k in _ks(n):
             out["pass@k"][str(k)] = mean_with_ci([pass_at_k(n, sum(s["correct"] for s in p), k) for p in problems])
-            out["maj@k"][str(k)] = mean_with_ci([maj_score(p, k) for p in problems])
+            out["maj@k"][str(k)] = mean_with_ci([maj_score(bench, p, k) for p in problems])
         out["sample_boxed_rate"] = _mean([s["answer"] is not None for p in problems for s in p])
         out["sample_mean_tokens"] = _mean([s["tokens"] for p in problems for s in p])
         for key in bench.breakdown:
@@ -214,11 +213,9 @@ def summarize_benchmark(name: str, rows: list[dict], grouped: dict[tuple[str, st
     return out
 
 
-def maj_score(samples: list[dict], k: int) -> float:
-    """One problem's maj@k from its graded samples (answers clustered by the training equivalence)."""
-    answers = [s["answer"] for s in samples]
-    cluster_ids = analyse_group(answers).cluster_ids
-    labels = [c if a is not None else None for c, a in zip(cluster_ids, answers)]
+def maj_score(bench, samples: list[dict], k: int) -> float:
+    """One problem's maj@k from its graded samples (votes: ``benchmarks.vote_labels``)."""
+    labels = vote_labels(bench, [s["answer"] for s in samples])
     return maj_at_k(labels, [s["correct"] for s in samples], k)
 
 

@@ -3,6 +3,13 @@
 ``qwen-math`` is the EMPO/Qwen math prompt. ``boxed-example`` is the default for small instruct models:
 SmolLM2-135M ignores a ``\\boxed{}`` instruction in the system prompt (0% boxed) but copies one worked
 example given as a prior chat turn (94% boxed); see docs/calibration.md.
+
+``natural-reasoning`` is the official EMPO prompt for free-form natural-reasoning training, and
+``multiple-choice`` the one of its GPQA evaluation, with "(A, B, C, or D)" made "the letter of the correct option"
+because MMLU-Pro offers up to ten (github.com/QingyangZhang/EMPO: ``recipes/.../config_EMPO_NR_50K_3B.yaml``
+``system_prompt``, ``src/open_r1/empo.py`` ``make_conversation`` for 'natural' datasets, and
+``eval_natural/eval/gpqa/run_eval.py`` with ``--cot --use_chat_format``). ``multiple-choice-example`` adds one
+worked example as a prior turn, for small instruct models (as ``boxed-example`` does for math).
 """
 
 from __future__ import annotations
@@ -11,6 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+MULTIPLE_CHOICE_SYSTEM = ("Please reason step by step, and put your final answer (the letter of the correct option) "
+                          "within \\boxed{}.")
+MULTIPLE_CHOICE_USER = ("Question: {problem}\n"
+                        "Reason step by step and put the letter of the correct option in \\boxed{{}}.")
 
 
 @dataclass
@@ -32,6 +43,17 @@ PRESETS: dict[str, PromptConfig] = {
     "boxed-example": PromptConfig(
         system_prompt=QWEN_MATH_SYSTEM,
         few_shot=[{"problem": "What is 12 + 7?", "response": "12 + 7 = 19. The answer is \\boxed{19}."}],
+    ),
+    "natural-reasoning": PromptConfig(
+        system_prompt=QWEN_MATH_SYSTEM,
+        user_template="Question: {problem} Reason step by step and put the answer in \\boxed{{}}.",
+    ),
+    "multiple-choice": PromptConfig(system_prompt=MULTIPLE_CHOICE_SYSTEM, user_template=MULTIPLE_CHOICE_USER),
+    "multiple-choice-example": PromptConfig(
+        system_prompt=MULTIPLE_CHOICE_SYSTEM,
+        user_template=MULTIPLE_CHOICE_USER,
+        few_shot=[{"problem": "Which planet is closest to the Sun?\nA. Venus\nB. Mercury\nC. Mars\nD. Earth",
+                   "response": "Mercury orbits closest to the Sun. The answer is \\boxed{B}."}],
     ),
 }
 DEFAULT_PRESET = "boxed-example"

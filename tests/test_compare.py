@@ -14,10 +14,11 @@ PROBLEMS = [f"p{i}" for i in range(20)]
 
 
 def write_eval(root, accuracy, sampled_accuracy, n=4, hard_accuracy=None):
-    """Greedy and sampled rows of 20 problems on 'arith' (and, with ``hard_accuracy``, 20 more on 'hard')."""
+    """Greedy and sampled rows of 20 problems on 'arith' (with ``hard_accuracy``, 20 more on 'arith:add2+sub2')."""
     root.mkdir(parents=True, exist_ok=True)
     rows = []
-    for bench, acc, sampled in (("arith", accuracy, sampled_accuracy), ("hard", hard_accuracy, hard_accuracy)):
+    blocks = (("arith", accuracy, sampled_accuracy), ("arith:add2+sub2", hard_accuracy, hard_accuracy))
+    for bench, acc, sampled in blocks:
         if acc is None:
             continue
         for i, pid in enumerate(PROBLEMS):
@@ -132,14 +133,15 @@ def test_a_block_of_several_benchmarks_is_also_compared_pooled(tmp_path, fake_ru
     for run in fake_runs:
         write_eval(run / "eval" / "arith", 0.8, 0.8, hard_accuracy=0.2)
     write_eval(tmp_path / "out" / "base" / "arith", 0.5, 0.5, hard_accuracy=0.1)
-    result = compare(fake_runs, [EvalBlock(name="arith", benchmarks="arith,hard", n=4)], tmp_path / "out",
+    result = compare(fake_runs, [EvalBlock(name="arith", benchmarks="arith,arith:add2+sub2", n=4)], tmp_path / "out",
                      evaluate=False, progress=False)
     greedy = {t["benchmark"]: t for t in result["tables"] if t["metric"] == "greedy accuracy"}
-    assert list(greedy) == ["arith", "hard", "arith + hard"]
-    assert greedy["arith + hard"]["methods"]["empo"]["mean"] == pytest.approx(0.5)  # 20 problems at 0.8, 20 at 0.2
-    assert greedy["arith + hard"]["methods"]["base"]["mean"] == pytest.approx(0.3)
-    assert greedy["arith + hard"]["methods"]["empo"]["problems"] == 40
-    assert "## arith + hard -- greedy accuracy" in (tmp_path / "out" / "report.md").read_text()
+    pooled = "arith + arith:add2+sub2"
+    assert list(greedy) == ["arith", "arith:add2+sub2", pooled]
+    assert greedy[pooled]["methods"]["empo"]["mean"] == pytest.approx(0.5)  # 20 problems at 0.8, 20 at 0.2
+    assert greedy[pooled]["methods"]["base"]["mean"] == pytest.approx(0.3)
+    assert greedy[pooled]["methods"]["empo"]["problems"] == 40
+    assert f"## {pooled} -- greedy accuracy" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_the_entropy_filter_is_part_of_the_method(tmp_path):

@@ -16,11 +16,18 @@ GPU_RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml")
 recipe_id = lambda p: str(p.relative_to(ROOT / "recipes"))  # noqa: E731
 # The 1.5B recipes are the paper's 7 trainers x 16 accumulation = 112 = 16 prompts x G=7. On 2 nodes the server
 # takes node 0 and 8 GPUs train: 8 x 14 = 112 keeps the paper's batch.
-TWO_NODE_OVERRIDES = {"Qwen2.5-Math-1.5B": ["--gradient_accumulation_steps", "14"]}
+# The natural-reasoning recipes are the official 6 trainers x 16 = 96 = 8 prompts x G=12 (7 GPUs). On 1x8, 7 GPUs
+# train: 7 x 12 = 84 = 7 prompts x 12; on 2x8, 8 train: 8 x 12 = 96, the official batch again.
+NATURAL_REASONING_1X8 = ["--gradient_accumulation_steps", "12", "--generation_batch_size", "84"]
+OVERRIDES = {  # model -> nodes -> recipe overrides
+    "Qwen2.5-Math-1.5B": {2: ["--gradient_accumulation_steps", "14"]},
+    "Qwen2.5-3B": {1: NATURAL_REASONING_1X8, 2: ["--gradient_accumulation_steps", "12"]},
+    "Qwen2.5-7B": {1: NATURAL_REASONING_1X8, 2: ["--gradient_accumulation_steps", "12"]},
+}
 
 
 def overrides_for(recipe: Path, nodes: int) -> list[str]:
-    return TWO_NODE_OVERRIDES.get(recipe.parent.parent.name, []) if nodes > 1 else []
+    return OVERRIDES.get(recipe.parent.parent.name, {}).get(nodes, [])
 
 
 @pytest.mark.parametrize("nodes", [1, 2])
@@ -61,6 +68,25 @@ def test_one_node_plans_match_the_paper_batches():
     assert big.params == pytest.approx(7.62e9, rel=0.01)  # Qwen2.5-Math-7B: 7.62 B parameters
     lora = make_plan(ROOT / "recipes/Qwen2.5-Math-7B/empo/config_numina20k_lora.yaml", Cluster())
     assert lora.memory_per_gpu < big.memory_per_gpu and lora.trainable_params < big.params / 20
+
+
+@pytest.mark.parametrize("model", ["Qwen2.5-3B", "Qwen2.5-7B"])
+def test_natural_reasoning_plans_on_the_official_layout(model):
+    recipe = ROOT / "recipes" / model / "empo" / "config_natural_reasoning.yaml"
+    plan = make_plan(recipe, Cluster(gpus_per_node=7))  # 6 trainers + 1 vLLM server GPU, as the official run
+    assert (plan.layout.trainers, plan.layout.server_gpus) == (6, 1)
+    assert (plan.completions_per_step, plan.prompts_per_step, plan.num_generations) == (96, 8, 12)
+    assert plan.vllm_memory["total (utilization x GPU)"] == pytest.approx(0.5 * 80)
+    assert plan.total_steps == 50000 // 8 and plan.max_model_length == 2048
+    assert plan.params == pytest.approx({"Qwen2.5-3B": 3.09e9, "Qwen2.5-7B": 7.62e9}[model], rel=0.01)
+    # the free-form judge is not in the memory or time figures, and the plan says so
+    assert any("not counted: the verifier judge TIGER-Lab/general-verifier" in a for a in plan.assumptions)
+    # a full 8-GPU node without overrides is refused: 7 trainers cannot split the 96-completion rollout, and
+    # 7 x 16 = 112 completions per step would not be whole groups of G = 12
+    with pytest.raises(PlanError, match=r"generation_batch_size 96 is not a multiple of the 7 completions"):
+        make_plan(recipe, Cluster())
+    with pytest.raises(PlanError, match=r"G=12 does not divide the global batch: 112 completions"):
+        make_plan(recipe, Cluster(), overrides=["--generation_batch_size", "84"])
 
 
 def test_dataset_rows_are_counted_when_the_file_is_here(tmp_path):

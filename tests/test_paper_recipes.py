@@ -13,13 +13,19 @@ GPU_RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml")
                      if p.parent.name != "sweeps" and "_cpu" not in p.stem)
 recipe_id = lambda p: str(p.relative_to(ROOT / "recipes"))  # noqa: E731
 
-# What the CPU run changes, and why: the model (no hub here), the data file (another issue adds data/), sizes,
-# and the switches that need a GPU or the network. Every other key of the recipe reaches the trainer unchanged.
+# What the CPU run changes, and why: the model and the free-form judge's model (no hub here), the data (a small
+# file in the recipe's columns), sizes, and the switches that need a GPU or the network. Every other key of the
+# recipe reaches the trainer unchanged.
 MACHINE_KEYS = {"model_name_or_path", "dtype", "dataset_name", "per_device_train_batch_size",
                 "gradient_accumulation_steps", "generation_batch_size", "max_completion_length",
                 "vllm_max_model_length", "max_steps", "num_train_epochs", "bf16", "gradient_checkpointing",
                 "use_vllm", "use_cpu", "report_to", "save_strategy", "push_to_hub", "output_dir",
-                "accelerate_config", "num_threads"}
+                "accelerate_config", "num_threads", "judge_model", "judge_device"}
+# The paper's training data per recipe name (without _lora) and the models that train on it.
+PAPER_DATA = {"config_numina20k": "data/train/numina_math_20k.jsonl",
+              "config_natural_reasoning": "qingyangzhang/natural_reasoning_simple"}
+MATH_MODELS = ("Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B")
+NATURAL_REASONING_MODELS = ("Qwen2.5-3B", "Qwen2.5-7B")
 
 
 def load(recipe: Path) -> dict:
@@ -28,11 +34,32 @@ def load(recipe: Path) -> dict:
 
 def test_there_are_paper_recipes_for_both_math_models_and_all_three_methods():
     names = {recipe_id(p) for p in GPU_RECIPES}
-    for model in ("Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"):
+    for model in MATH_MODELS:
         for method in ("empo", "grpo", "random"):
             assert f"{model}/{method}/config_numina20k.yaml" in names
             assert f"{model}/{method}/config_numina20k_lora.yaml" in names
         assert (ROOT / "recipes" / model / "model_config.json").is_file()
+
+
+def test_there_are_natural_reasoning_recipes_with_the_official_values():
+    names = {recipe_id(p) for p in GPU_RECIPES}
+    for model in NATURAL_REASONING_MODELS:
+        assert f"{model}/empo/config_natural_reasoning.yaml" in names
+        assert (ROOT / "recipes" / model / "model_config.json").is_file()
+        r = load(ROOT / "recipes" / model / "empo" / "config_natural_reasoning.yaml")
+        assert r["model_name_or_path"] == f"Qwen/{model}"
+        # official (TRL era, 3B/7B natural reasoning): G=12, lr 1e-6, prompt 1024 + completion 1024, 6 trainers x 1 x 16
+        assert (r["num_generations"], r["learning_rate"], r["max_completion_length"]) == (12, 1e-6, 1024)
+        assert r["vllm_max_model_length"] == 2048 and r["vllm_gpu_memory_utilization"] == 0.5
+        assert r["generation_batch_size"] == 6 * r["per_device_train_batch_size"] * r["gradient_accumulation_steps"]
+        assert (r["clustering"], r["entailment_judge"], r["judge_model"]) == ("entailment", "verifier",
+                                                                              "TIGER-Lab/general-verifier")
+        assert (r["no_answer_reward"], r["min_majority_share"], r["reward_funcs"]) == (-0.5, 0.2, ["empo"])
+    # the 7B recipe is the 3B one with the model swapped (as the official 7B files are)
+    three, seven = (load(ROOT / "recipes" / m / "empo" / "config_natural_reasoning.yaml")
+                    for m in NATURAL_REASONING_MODELS)
+    assert {k for k in three.keys() | seven.keys() if three.get(k) != seven.get(k)} == {
+        "model_name_or_path", "hub_model_id", "output_dir"}
 
 
 @pytest.mark.parametrize("recipe", GPU_RECIPES, ids=recipe_id)
@@ -47,7 +74,7 @@ def test_gpu_recipe_parses_and_validates(recipe, monkeypatch):
     assert training_args.bf16 and training_args.gradient_checkpointing and training_args.use_vllm
     assert training_args.report_to and "none" not in training_args.report_to
     assert training_args.save_steps > 0 and training_args.hub_model_id
-    assert empo_args.dataset_name == "data/train/numina_math_20k.jsonl" and empo_args.dataset_rows
+    assert empo_args.dataset_name == PAPER_DATA[recipe.stem.removesuffix("_lora")] and empo_args.dataset_rows
     assert (ROOT / empo_args.accelerate_config).is_file()
     assert training_args.beta == 0.0
     assert model_args.use_peft == recipe.stem.endswith("_lora")
@@ -60,7 +87,7 @@ def test_lora_variant_differs_from_the_paper_variant_only_in_peft_lr_and_names(r
     assert diff - {"learning_rate", "output_dir", "hub_model_id"} == {k for k in lora if k.startswith(("lora_", "use_peft"))}
 
 
-@pytest.mark.parametrize("model", ["Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"])
+@pytest.mark.parametrize("model", MATH_MODELS)
 @pytest.mark.parametrize("variant", ["config_numina20k.yaml", "config_numina20k_lora.yaml"])
 def test_methods_differ_only_in_the_reward(model, variant):
     base = load(ROOT / "recipes" / model / "empo" / variant)
@@ -80,10 +107,13 @@ def tiny_model(tmp_path_factory, default_model_path):
 def shrink(recipe: Path, tmp_path: Path, model: str) -> Path:
     import json
 
-    data = tmp_path / "numina_math_sample.jsonl"  # the columns of data/train/numina_math_20k.jsonl
-    data.write_text("".join(json.dumps({"id": f"nm-{i}", "problem": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
-                            for i in range(4)))
     config = load(recipe)
+    # a few questions in the columns the recipe reads (numina: id, problem, answer; natural reasoning: question,
+    # reference_answer)
+    q, a = config.get("question_field", "problem"), config.get("answer_field", "answer")
+    data = tmp_path / "sample.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q-{i}", q: f"What is {i} + {i}?", a: str(2 * i)}) + "\n"
+                            for i in range(4)))
     g = config["num_generations"]
     config.update(model_name_or_path=model, dtype="float32", dataset_name=str(data),
                   per_device_train_batch_size=g, gradient_accumulation_steps=1, generation_batch_size=g,
@@ -91,15 +121,18 @@ def shrink(recipe: Path, tmp_path: Path, model: str) -> Path:
                   bf16=False, gradient_checkpointing=False, use_vllm=False, use_cpu=True, report_to="none",
                   save_strategy="no", push_to_hub=False, output_dir=str(tmp_path / "out"),
                   accelerate_config=None, num_threads=2)
+    if config.get("clustering", "math") != "math":  # the free-form judge: the tiny model too, as a verifier
+        config.update(judge_model=model, judge_device="cpu")
     assert set(config) - set(load(recipe)) <= MACHINE_KEYS
     path = tmp_path / recipe.name
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-# ~10-20 s each on 2 shared cores: one canary in the default run, all of them under `pytest -m slow`
-CANARY = "Qwen2.5-Math-1.5B/empo/config_numina20k.yaml"
-ONE_STEP = [pytest.param(p, marks=() if recipe_id(p) == CANARY else pytest.mark.slow, id=recipe_id(p))
+# ~10-20 s each on 2 shared cores: one canary per kind of reward (math, free-form) in the default run, all of them
+# under `pytest -m slow`
+CANARIES = ("Qwen2.5-Math-1.5B/empo/config_numina20k.yaml", "Qwen2.5-3B/empo/config_natural_reasoning.yaml")
+ONE_STEP = [pytest.param(p, marks=() if recipe_id(p) in CANARIES else pytest.mark.slow, id=recipe_id(p))
             for p in GPU_RECIPES]
 
 
@@ -119,7 +152,8 @@ def test_gpu_recipe_trains_one_step_on_cpu(recipe, tmp_path, tiny_model):
     run = json.loads((out / "empo_run.json").read_text())
     original = load(recipe)
     for key in ("num_generations", "learning_rate", "loss_type", "epsilon", "epsilon_high", "beta",
-                "importance_sampling_level", "temperature", "reward_funcs", "entropy_filter", "use_peft"):
+                "importance_sampling_level", "temperature", "reward_funcs", "entropy_filter", "use_peft",
+                "clustering", "entailment_judge", "no_answer_reward", "min_majority_share", "question_field"):
         if key in original:
             section = next(s for s in ("training", "empo", "model") if key in run[s])
             assert run[section][key] == original[key], key

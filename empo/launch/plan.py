@@ -375,6 +375,15 @@ def make_plan(recipe: str | Path, cluster: Cluster = Cluster(), vllm_mode: str |
                 vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization if args.use_vllm else None)
     _memory(plan, shape, args, model_args, shape_file)
     _time(plan, shape, args)
+    if empo_args.clustering != "math":  # free-form: a judge model runs beside the policy; its size is not known here
+        from empo.judges import DEFAULT_JUDGE_MODEL
+
+        kind = "embedding" if empo_args.clustering == "embedding" else empo_args.entailment_judge
+        judge = empo_args.judge_model or DEFAULT_JUDGE_MODEL[kind]
+        plan.assumptions.append(
+            f"not counted: the {kind} judge {judge} on {empo_args.judge_device} -- its weights in every training "
+            f"process (judges load in fp32) and its forward passes over the answer pairs of every group (each "
+            f"process judges the whole global batch), in memory and in time")
     over = plan.memory_per_gpu - cluster.gpu_memory_gib
     if over > 0:
         top = ", ".join(f"{k} {v:.1f}" for k, v in sorted(plan.memory.items(), key=lambda kv: -kv[1])[:3])
