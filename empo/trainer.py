@@ -165,6 +165,8 @@ class EmpoTrainer(GRPOTrainer):
                 self._step_decision = self.accelerator.reduce(tokens, reduction="sum").item() > 0
                 if not self._step_decision:
                     self._skipped_optimizer_steps += 1
+                # logged with this step (not at generation time, one step before the decision)
+                self._metrics["train"]["empo/skipped_optimizer_steps"].append(float(self._skipped_optimizer_steps))
             if not self._step_decision:
                 return None
             return original_step(*args, **kwargs)
@@ -182,7 +184,6 @@ class EmpoTrainer(GRPOTrainer):
         m["empo/num_clusters_mean"].append(sum(gr.num_clusters for gr in groups) / len(groups))
         m["empo/majority_ratio_mean"].append(sum(gr.majority_ratio for gr in groups) / len(groups))
         m["empo/no_answer_rate"].append(sum(a is None for a in answers) / len(answers))
-        m["empo/skipped_optimizer_steps"].append(float(self._skipped_optimizer_steps))
         grading = GRADING.take()  # since the last generation batch: when grading, not the model, shapes the reward
         m["empo/groups_over_budget"].append(float(grading["groups_over_budget"]))
         m["empo/math_timeouts"].append(float(grading["math_timeouts"]))

@@ -89,6 +89,9 @@ def test_all_filtered_batch_moves_no_weight(tmp_path, tiny):
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert trainer._skipped_optimizer_steps == 2
+    # each step's log counts that step's skip (the run summary reads the last one)
+    logged = [r["empo/skipped_optimizer_steps"] for r in trainer.state.log_history if "empo/skipped_optimizer_steps" in r]
+    assert logged == [1.0, 2.0]
 
 
 def test_kept_groups_do_train(tmp_path, tiny):
