@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                    CollapseMonitor(early_stop=empo_args.collapse_early_stop, patience=empo_args.collapse_patience)],
         empo_args=empo_args,
     )
+    warn_if_fsdp_dropped(trainer)
     if trainer.pop_callback(ProgressCallback) is not None:  # a bar with live figures instead of one dict per step
         from empo.run_report import LiveProgress
 
@@ -196,6 +197,22 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer.save_pretrained(str(out))
         _report(trainer, empo_args, first_step, time.perf_counter() - started)
     return 0
+
+
+def warn_if_fsdp_dropped(trainer) -> bool:
+    """Say so when the accelerate config asked for FSDP but the run is not sharded: accelerate 1.x turns FSDP on only
+    for GPU-like devices and runs a CPU launch as plain data parallel, silently (tests/fsdp_on_cpu.py is how the
+    tests shard on CPU). Returns whether it warned."""
+    import os
+
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "").strip().lower() in ("1", "true", "yes")
+    if not asked or getattr(trainer, "is_fsdp_enabled", False):
+        return False
+    if trainer.accelerator.is_main_process:
+        print(f"[empo] warning: the accelerate config asks for FSDP, but accelerate runs this "
+              f"{trainer.accelerator.distributed_type.value} launch unsharded (it enables FSDP only on GPU-like "
+              "devices): every process holds the whole model", file=sys.stderr)
+    return True
 
 
 def _checkpoint_step(checkpoint) -> int:

@@ -252,3 +252,22 @@ def test_fsdp2_bf16_mixed_precision_on_two_cpu_processes_skips_the_filtered_step
     assert filtered["skipped"] == 1
     assert max_diff(filtered["lora"], kept["lora"]) == 0
     assert filtered["optimizer"] == kept["optimizer"]
+
+
+def test_an_fsdp_config_that_accelerate_dropped_is_reported(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from empo.train import warn_if_fsdp_dropped
+
+    trainer = SimpleNamespace(is_fsdp_enabled=False, accelerator=SimpleNamespace(
+        is_main_process=True, distributed_type=DistributedType.MULTI_CPU))
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` sets for an FSDP config
+    assert warn_if_fsdp_dropped(trainer)
+    assert "asks for FSDP, but accelerate runs this MULTI_CPU launch unsharded" in capsys.readouterr().err
+    trainer.is_fsdp_enabled = True  # sharded as asked: nothing to say
+    assert not warn_if_fsdp_dropped(trainer)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    trainer.is_fsdp_enabled = False
+    assert not warn_if_fsdp_dropped(trainer) and not capsys.readouterr().err
