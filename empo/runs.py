@@ -80,10 +80,17 @@ def run_record(empo_args, training_args, model_args) -> dict:
 
 
 def defining_differences(old: dict, new: dict) -> list[str]:
-    """``section.key: old -> new`` for every defining setting that differs."""
+    """``section.key: old -> new`` for every defining setting that differs. An empo setting the old record lacks
+    (added to empo after the run was recorded) counts as its default: every new setting's default keeps the
+    behaviour empo had before it existed."""
+    from empo.configs import EmpoArguments
+
+    empo_defaults = json.loads(json.dumps({k: v for k, v in vars(EmpoArguments()).items()}, default=str))
     diffs = []
     for section in ("empo", "model", "training"):
         before, now = old.get(section, {}) or {}, new.get(section, {}) or {}
+        if section == "empo":
+            before = {**{k: v for k, v in empo_defaults.items() if k in now}, **before}
         for key in sorted((before.keys() | now.keys()) - NOT_DEFINING.get(section, frozenset())):
             if key in NOT_RECORDED:
                 continue

@@ -58,6 +58,18 @@ def test_defining_and_non_defining_settings(tmp_path):
     assert NOT_DEFINING["training"] - grpo <= {"overwrite_output_dir", "logging_dir"}  # kept for older TRL records
 
 
+def test_an_empo_setting_added_since_the_record_counts_as_its_default(tmp_path):
+    base, _ = record_for(tmp_path)
+    older = json.loads(json.dumps(base))
+    del older["empo"]["judge_template"], older["empo"]["clustering"]  # a record written before these existed
+    assert defining_differences(older, base) == []
+    changed, _ = record_for(tmp_path, "--delta_high", "1.0")
+    del older["empo"]["delta_high"]  # absent means the default, so a changed value is still a difference
+    assert defining_differences(older, changed) == ["delta_high: None -> 1.0"]
+    del older["training"]["learning_rate"]  # TRL's settings are pinned with TRL: an absent one is a difference
+    assert "learning_rate: '<unset>' -> 0.0001" in defining_differences(older, base)
+
+
 def test_resume_unchanged_or_extended_rewrites_the_record(tmp_path):
     first, _ = record_for(tmp_path)
     prepare_run_directory(tmp_path, first)
