@@ -216,7 +216,7 @@ class MathClusterer:
 
 def build_clusterer(kind: str = "math", **options):
     """The clusterer for ``kind`` (see :data:`CLUSTERINGS`); free-form kinds take :class:`FreeformClusterer`'s
-    options (judge, judge_model, threshold, device, batch_size, max_answer_chars, reject_question_echo)."""
+    options (judge, judge_model, threshold, device, batch_size, template, max_answer_chars, reject_question_echo)."""
     if kind not in CLUSTERINGS:
         raise ValueError(f"unknown clustering '{kind}'; known: {list(CLUSTERINGS)}")
     if kind == "math":
@@ -237,7 +237,8 @@ def clusterer_from_args(empo_args):
         return MathClusterer()
     options = dict(judge=empo_args.entailment_judge, judge_model=empo_args.judge_model,
                    threshold=empo_args.judge_threshold, device=empo_args.judge_device,
-                   batch_size=empo_args.judge_batch_size, max_answer_chars=empo_args.max_answer_chars,
+                   batch_size=empo_args.judge_batch_size, template=empo_args.judge_template,
+                   max_answer_chars=empo_args.max_answer_chars,
                    reject_question_echo=empo_args.reject_question_echo)
     key = (kind, *sorted(options.items()))
     if key not in _BUILT:

@@ -59,6 +59,10 @@ class EmpoArguments:
     judge_threshold: float | None = field(default=None, metadata={
         "help": "Score at or above which the judge says yes: P(yes) or P(entailment) in [0, 1], cosine for "
                 "embedding. None: 0.5 (verifier, nli), 0.8 (embedding)."})
+    judge_template: str | None = field(default=None, metadata={
+        "help": "The verifier's prompt: 'same_meaning' (default), 'entailment' (one-way), 'general_verifier' (the raw "
+                "prompt of TIGER-Lab/general-verifier, as the official EMPO code asks it), or a format string with "
+                "{question}, {a} and {b} (sent through the chat template)."})
     judge_device: str = field(default="cpu", metadata={"help": "Device of the judge model: 'cpu', 'cuda', "
                                                              "'cuda:1', or 'auto'."})
     judge_batch_size: int | None = field(default=None, metadata={
@@ -116,6 +120,10 @@ class EmpoArguments:
             raise ValueError(f"min_majority_share: {self.min_majority_share} is not in [0, 1]")
         if self.max_answer_chars is not None and self.max_answer_chars < 1:
             raise ValueError(f"max_answer_chars: {self.max_answer_chars} must be >= 1 (or None for no limit)")
+        if self.judge_template is not None and not (self.clustering == "entailment"
+                                                    and self.entailment_judge == "verifier"):
+            raise ValueError("judge_template: only the verifier judge (clustering: entailment, entailment_judge: "
+                             "verifier) has a prompt")
         if self.judge_batch_size is not None and self.judge_batch_size < 1:
             raise ValueError(f"judge_batch_size: {self.judge_batch_size} must be >= 1")
 

@@ -188,7 +188,8 @@ class FreeformClusterer:
 
     def __init__(self, kind: str = "entailment", *, judge: str = "verifier", judge_model: str | None = None,
                  threshold: float | None = None, device: str = "cpu", batch_size: int | None = None,
-                 max_answer_chars: int | None = 300, reject_question_echo: bool = True, judge_obj: Judge | None = None):
+                 template: str | None = None, max_answer_chars: int | None = 300, reject_question_echo: bool = True,
+                 judge_obj: Judge | None = None):
         from empo.judges import JUDGE_KINDS
 
         if kind not in ("entailment", "embedding"):
@@ -198,7 +199,11 @@ class FreeformClusterer:
             raise ValueError(f"entailment_judge must be 'verifier' or 'nli', got '{judge}'")
         self.kind = kind
         self.guards = FreeformGuards(max_answer_chars=max_answer_chars, reject_question_echo=reject_question_echo)
+        if template is not None and self.judge_kind != "verifier":
+            raise ValueError(f"judge_template is the verifier's prompt; the '{self.judge_kind}' judge has none")
         self._judge_options = dict(model=judge_model, threshold=threshold, device=device, batch_size=batch_size)
+        if template is not None:
+            self._judge_options["template"] = template
         self._judge = judge_obj
         self.cache = PairCache()
 

@@ -106,6 +106,44 @@ def test_verifier_takes_a_model_object_and_checks_its_template(verifier):
         VerifierJudge(model=verifier.model)
 
 
+def test_general_verifier_prompt_is_raw_and_read_where_the_decision_goes(verifier):
+    import copy
+
+    from empo.judges.verifier import VerifierJudge
+
+    raw = VerifierJudge(model=verifier.model, tokenizer=verifier.tokenizer, template="general_verifier")
+    prompt = raw.prompt(Q, "Paris", "Lyon")
+    assert prompt.startswith("User: ### Question: " + Q) and prompt.endswith("Assistant: Final Decision: ")
+    assert "### Ground Truth Answer: Paris" in prompt and "### Student Answer: Lyon" in prompt
+    assert "<|im_start|>" not in prompt  # no chat template around the official prompt
+    tok, model = raw.tokenizer, raw.model
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**ids).logits[0, -1].float(), -1)
+    direct = torch.sigmoid(torch.logsumexp(logp[raw.yes_ids], 0) - torch.logsumexp(logp[raw.no_ids], 0)).item()
+    assert raw._score(Q, [("Paris", "Lyon")])[0] == pytest.approx(direct, abs=1e-4)
+    # a tokenizer without a chat template works with the raw prompt only, and says so for the others
+    bare = copy.copy(tok)
+    bare.chat_template = None
+    VerifierJudge(model=model, tokenizer=bare, template="general_verifier")
+    with pytest.raises(ValueError, match="no chat template.*general_verifier"):
+        VerifierJudge(model=model, tokenizer=bare)
+
+
+def test_judge_template_is_a_verifier_setting():
+    from empo.configs import EmpoArguments
+    from empo.freeform import FreeformClusterer
+
+    EmpoArguments(clustering="entailment", judge_template="general_verifier")
+    for bad in (dict(), dict(clustering="embedding"), dict(clustering="entailment", entailment_judge="nli",
+                                                             judge_model="x")):
+        with pytest.raises(ValueError, match="judge_template"):
+            EmpoArguments(judge_template="general_verifier", **bad)
+    with pytest.raises(ValueError, match="judge_template"):
+        FreeformClusterer("embedding", template="entailment")
+    assert FreeformClusterer("entailment", template="entailment")._judge_options["template"] == "entailment"
+
+
 # --- embedding ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm():

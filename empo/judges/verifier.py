@@ -5,10 +5,14 @@ generation prompt -- one forward pass per pair, no sampling, no generation.  "ye
 log-sum-exp over the first tokens of their spellings ("Yes", " yes", ...), so the reading does not depend on
 which capitalisation or leading space the tokenizer prefers.
 
-Works with any causal LM that has a chat template: the embedded default model (``smollm2-135m-instruct``), a
-separate verifier, or the policy itself (pass ``model=`` and ``tokenizer=`` objects).  The question asked is
-symmetric in intent, but small LMs are biased by position, so clustering asks both orders (A, B) and (B, A)
-and needs "yes" to both (the bidirectional rule); ``template`` can instead ask one-way entailment.
+Works with any causal LM: the embedded default model (``smollm2-135m-instruct``), a separate verifier, or the policy
+itself (pass ``model=`` and ``tokenizer=`` objects).  The question asked is symmetric in intent, but small LMs are
+biased by position, so clustering asks both orders (A, B) and (B, A) and needs "yes" to both (the bidirectional
+rule); ``template`` can instead ask one-way entailment.  The chat templates (``same_meaning``, ``entailment``, or a
+format string of one's own) go through the tokenizer's chat template; ``general_verifier`` is the raw prompt that
+TIGER-Lab/general-verifier was trained on and the official EMPO code asks it (``src/open_r1/semantic_uncertainty.py``:
+ground truth = A, student answer = B, the next token after "Final Decision: " read as Yes or No), for a model
+without a chat template.
 """
 
 from __future__ import annotations
@@ -27,7 +31,19 @@ ENTAILMENT_TEMPLATE = (
     "Answer B: {b}\n"
     "If answer A is correct, must answer B also be correct? Reply with Yes or No."
 )
-TEMPLATES = {"same_meaning": SAME_MEANING_TEMPLATE, "entailment": ENTAILMENT_TEMPLATE}
+GENERAL_VERIFIER_PROMPT = (
+    "User: ### Question: {question}\n\n"
+    "### Ground Truth Answer: {a}\n\n"
+    "### Student Answer: {b}\n\n"
+    "For the above question, please verify if the student's answer is equivalent to the ground truth answer.\n"
+    "Do not solve the question by yourself; just check if the student's answer is equivalent to the ground truth "
+    "answer.\n"
+    "If correct, output \"Final Decision: Yes\". If incorrect, output \"Final Decision: No\".\n"
+    "Assistant: Final Decision: "
+)
+#: name -> (format string with {question}, {a}, {b}; whether it goes through the tokenizer's chat template)
+TEMPLATES = {"same_meaning": (SAME_MEANING_TEMPLATE, True), "entailment": (ENTAILMENT_TEMPLATE, True),
+             "general_verifier": (GENERAL_VERIFIER_PROMPT, False)}
 
 _YES = ("Yes", " Yes", "yes", " yes", "YES")
 _NO = ("No", " No", "no", " no", "NO")
@@ -59,18 +75,24 @@ class VerifierJudge(Judge):
         else:  # a model object (e.g. the policy) stays where it is; inputs go to its device
             self.device = next(model.parameters()).device
         self.model, self.tokenizer = model, tokenizer
-        self.template = TEMPLATES.get(template, template)
+        self.template, self.chat = TEMPLATES.get(template, (template, True))
         for key in ("{question}", "{a}", "{b}"):
             if key not in self.template:
                 raise ValueError(f"judge 'verifier': template must be one of {sorted(TEMPLATES)} or a format string "
                                  f"with {{question}}, {{a}} and {{b}}; '{template}' lacks {key}")
+        if self.chat and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"judge 'verifier': the tokenizer has no chat template for the '{template}' template; use "
+                             "judge_template: general_verifier (a raw prompt) or a model with one")
         self.yes_ids = _first_token_ids(tokenizer, _YES)
         self.no_ids = _first_token_ids(tokenizer, _NO)
         if set(self.yes_ids) & set(self.no_ids):
             raise ValueError("judge 'verifier': the tokenizer maps 'yes' and 'no' to a shared first token")
 
     def prompt(self, question: str, a: str, b: str) -> str:
-        messages = [{"role": "user", "content": self.template.format(question=question, a=a, b=b)}]
+        text = self.template.format(question=question, a=a, b=b)
+        if not self.chat:
+            return text
+        messages = [{"role": "user", "content": text}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def _score(self, question, pairs):
