@@ -83,7 +83,22 @@ def summarize_run(output_dir: str | Path, first_step: int, wall_seconds: float, 
     }
 
 
-def format_summary(s: dict, prompt: str, dataset: str) -> str:
+def next_eval(out: str, prompt: str, dataset: str, clustering: str = "math") -> str:
+    """The `empo eval` that measures what the run learned on held-out questions of its own kind."""
+    if clustering != "math":
+        return f"empo eval --suite eval/suites/natural_reasoning.yaml --adapter {out}       # multiple-choice " \
+               "held-out accuracy (free-form runs have no held-out split of their own)"
+    if dataset == "arith":
+        return f"empo eval --suite eval/suites/cpu_default.yaml --adapter {out}       # held-out accuracy, greedy " \
+               "and sampled"
+    if dataset.startswith("arith:"):
+        levels = "+".join(lv for lv in dataset.partition(":")[2].split(",") if lv)
+        return (f"empo eval --benchmarks arith:{levels} --n 8 --temperature 0.8 --top-p 1.0 --max-new-tokens 48 "
+                f"--adapter {out}       # held-out questions of the trained levels, greedy and sampled")
+    return f"empo eval --benchmarks math500 --prompt {prompt} --adapter {out}       # held-out accuracy"
+
+
+def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math") -> str:
     out = s["output_dir"]
     head = (f"empo train {'interrupted' if s['interrupted'] else 'finished'}: steps {s['first_step']} -> "
             f"{s['last_step']} in {s['wall_seconds'] / 60:.1f} min"
@@ -111,11 +126,9 @@ def format_summary(s: dict, prompt: str, dataset: str) -> str:
         lines.append(f"  curves: {out}/training_curves.png; per-step metrics: {out}/metrics.jsonl; "
                      f"per-group samples: {out}/samples.jsonl")
     if not s["interrupted"]:
-        bench = "--suite eval/suites/cpu_default.yaml" if dataset.startswith("arith") \
-            else f"--benchmarks math500 --prompt {prompt}"
-        lines += ["  next:", f"    empo eval {bench} --adapter {out}       # held-out accuracy, greedy and sampled",
-                  f"    empo compare {out} <control runs>      # against the gold-reward and random-reward controls "
-                  "(recipes/<model>/grpo/)"]
+        lines += ["  next:", f"    {next_eval(out, prompt, dataset, clustering)}",
+                  f"    empo compare {out} <control runs>      # against the gold-reward, random and format controls "
+                  "(one recipe, other reward_funcs; or a sweep: recipes/<model>/sweeps/)"]
     return "\n".join(lines)
 
 

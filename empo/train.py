@@ -232,7 +232,8 @@ def _report(trainer, empo_args, first_step: int, seconds: float, interrupted: bo
         plot_training_curves(out / "metrics.jsonl", out / "training_curves.png", title=out.name)
     summary = summarize_run(out, first_step, seconds, interrupted=interrupted,
                             checkpoint=get_last_checkpoint(str(out)) if out.is_dir() else None)
-    print("\n" + format_summary(summary, prompt=empo_args.prompt, dataset=empo_args.dataset_name), flush=True)
+    print("\n" + format_summary(summary, prompt=empo_args.prompt, dataset=empo_args.dataset_name,
+                                clustering=empo_args.clustering), flush=True)
 
 
 if __name__ == "__main__":  # torchrun/accelerate: the same one-line errors as `empo train`

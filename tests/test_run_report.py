@@ -33,6 +33,11 @@ def test_summary_reads_start_and_end_of_this_invocation(tmp_path):
     assert "steps 2 -> 8 in 1.0 min (10.0 s/step)" in text and "skipped (every group filtered): 2 of 6" in text
     assert "sample acc" not in text and "adapter_model.safetensors" in text
     assert f"empo eval --suite eval/suites/cpu_default.yaml --adapter {tmp_path}" in text
+    mix = format_summary(s, prompt="boxed-example", dataset="arith:add1,add2")
+    assert f"empo eval --benchmarks arith:add1+add2 --n 8 --temperature 0.8 --top-p 1.0 --max-new-tokens 48 " \
+           f"--adapter {tmp_path}" in mix
+    free = format_summary(s, prompt="freeform", dataset="data/train/facts_freeform.jsonl", clustering="embedding")
+    assert "natural_reasoning.yaml" in free and "math500" not in free
 
 
 def test_interrupted_summary_names_the_checkpoint(tmp_path):
