@@ -233,6 +233,12 @@ class EvalBlock:
     max_new_tokens: int = field(default=256, metadata={"help": "Completion length cap."})
     seed: int = field(default=0, metadata={"help": "Sampling seed of the eval."})
     batch_size: int = field(default=16, metadata={"help": "Prompts per generate call."})
+    seeds: list[int] | None = field(default=None, metadata={
+        "help": "Evaluate only the runs of these seeds (a costly block, e.g. many samples, on fewer replicates); "
+                "default: every run."})
+
+    def includes(self, run: "Run") -> bool:
+        return self.seeds is None or run.seed in self.seeds
 
     def modes(self) -> list[str]:
         return (["greedy"] if self.greedy else []) + (["sample"] if self.n else [])
@@ -245,9 +251,12 @@ class EvalBlock:
 
 
 def eval_dirs(runs: list[Run], blocks: list[EvalBlock], output: Path) -> dict[str, dict[str, Path]]:
-    """Where each target's eval of each block lives: ``<output>/base/<block>``, ``<run>/eval/<block>``."""
-    targets = {"base": output / "base", **{r.name: r.path / "eval" for r in runs}}
-    return {label: {b.name: root / b.name for b in blocks} for label, root in targets.items()}
+    """Where each target's eval of each block lives: ``<output>/base/<block>``, ``<run>/eval/<block>`` (a block
+    limited to some seeds has no dir for the other runs)."""
+    dirs = {"base": {b.name: output / "base" / b.name for b in blocks}}
+    for r in runs:
+        dirs[r.name] = {b.name: r.path / "eval" / b.name for b in blocks if b.includes(r)}
+    return dirs
 
 
 def evaluate_all(runs: list[Run], blocks: list[EvalBlock], output: Path, progress: bool = True) -> dict:
@@ -259,22 +268,23 @@ def evaluate_all(runs: list[Run], blocks: list[EvalBlock], output: Path, progres
     prompt = runs[0].settings["empo.prompt"]
     dtype = runs[0].settings.get("model.dtype") or "float32"
     tokenizer = load_tokenizer(base_model)
-    targets = [("base", None, output / "base")] + [(r.name, r.path, r.path / "eval") for r in runs]
-    dirs: dict[str, dict[str, Path]] = {}
-    for label, adapter, root in targets:
+    adapters = {"base": None, **{r.name: r.path for r in runs}}
+    blocks_by_name = {b.name: b for b in blocks}
+    dirs = eval_dirs(runs, blocks, output)
+    for label, block_dirs in dirs.items():
+        adapter = adapters[label]
         if adapter is not None and not (adapter / "adapter_config.json").exists():
             raise CompareError(f"run '{adapter}' has no final adapter (adapter_config.json): is it finished?")
         generator = None
-        for block in blocks:
-            fields = {k: v for k, v in asdict(block).items() if k != "name"}
+        for name, out in block_dirs.items():
+            fields = {k: v for k, v in asdict(blocks_by_name[name]).items() if k not in ("name", "seeds")}
             config = EvalConfig(model=base_model, adapter=str(adapter) if adapter else None, prompt=prompt,
-                                dtype=dtype, output_dir=str(root / block.name), **fields)
+                                dtype=dtype, output_dir=str(out), **fields)
             if generator is None:
                 generator = HFGenerator(load_model(base_model, dtype=dtype, adapter=config.adapter), tokenizer)
             if progress:
-                print(f"[empo] compare: evaluating {label} on {block.name}", file=sys.stderr)
+                print(f"[empo] compare: evaluating {label} on {name}", file=sys.stderr)
             run_eval(config, generator, progress=progress)
-            dirs.setdefault(label, {})[block.name] = root / block.name
     return dirs
 
 
@@ -289,11 +299,13 @@ def build_comparison(runs: list[Run], blocks: list[EvalBlock], dirs: dict[str, d
                           for m, rs in by_method.items()}, "tables": []}
     for block in blocks:
         benches = [b.strip() for b in block.benchmarks.split(",") if b.strip()]
+        evaluated = {m: [r for r in rs if block.includes(r)] for m, rs in by_method.items()}
+        evaluated = {m: rs for m, rs in evaluated.items() if rs}
         for metric, title in block.metrics():
             per_bench = []
             for bench in benches:
                 matrices = {"base": score_matrix([dirs["base"][block.name]], bench, metric)}
-                for method, rs in by_method.items():
+                for method, rs in evaluated.items():
                     matrices[method] = score_matrix([dirs[r.name][block.name] for r in rs], bench, metric)
                 per_bench.append(matrices)
             tables = list(zip(benches, per_bench))
@@ -302,6 +314,7 @@ def build_comparison(runs: list[Run], blocks: list[EvalBlock], dirs: dict[str, d
                 tables.append((" + ".join(benches), pooled))
             for bench, matrices in tables:
                 result["tables"].append({"block": block.name, "benchmark": bench, "metric": title,
+                                         "seeds": {m: [r.seed for r in rs] for m, rs in evaluated.items()},
                                          **compare_block(matrices)})
     return result
 
@@ -356,7 +369,9 @@ def format_report(comparison: dict, meta: dict) -> str:
         lines.append(f"- `{m}`: seeds {info['seeds']}")
     for t in comparison["tables"]:
         present = [c for c in ("base", *CONTROLS) if c in t["methods"]]
-        lines += ["", f"## {t['benchmark']} -- {t['metric']} (eval block `{t['block']}`)", "",
+        limited = [b["seeds"] for b in meta["eval_blocks"] if b["name"] == t["block"] and b.get("seeds") is not None]
+        seeds = f", seeds {limited[0]} only" if limited else ""
+        lines += ["", f"## {t['benchmark']} -- {t['metric']} (eval block `{t['block']}`{seeds})", "",
                   "| method | mean | 95% CI | per seed | " + " | ".join(f"− {c}" for c in present) + " | gold share |",
                   "|---|---|---|---|" + "---|" * len(present) + "---|"]
         for m, s in t["methods"].items():
@@ -417,8 +432,11 @@ def plot(comparison: dict, curve_data: dict, output: Path) -> None:
     for ax, t in zip(axes[0], first):
         ax.axhline(t["methods"]["base"]["mean"], color=colours["base"], ls="--", lw=1, label="base")
         for m, info in comparison["methods"].items():
-            points = [(r["pseudo_label_accuracy"], acc) for r, acc in zip(info["training"], t["methods"][m]["per_seed"])
-                      if r is not None]
+            if m not in t["methods"]:
+                continue
+            training = dict(zip(info["seeds"], info["training"]))
+            points = [(training[seed]["pseudo_label_accuracy"], acc)
+                      for seed, acc in zip(t["seeds"][m], t["methods"][m]["per_seed"]) if training[seed] is not None]
             if points:
                 x, y = zip(*points)
                 ax.scatter(x, y, color=colours[m], s=18, alpha=0.6)

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -142,6 +143,31 @@ def test_a_block_of_several_benchmarks_is_also_compared_pooled(tmp_path, fake_ru
     assert greedy[pooled]["methods"]["base"]["mean"] == pytest.approx(0.3)
     assert greedy[pooled]["methods"]["empo"]["problems"] == 40
     assert f"## {pooled} -- greedy accuracy" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_block_limited_to_some_seeds_is_evaluated_and_compared_on_those_runs_only(tmp_path, fake_runs, monkeypatch):
+    # seed 0 of every method has a costly 'sampled' eval; seeds 1 and 2 have none, and none is asked of them
+    for run in fake_runs:
+        if run.name.endswith("seed0"):
+            write_eval(run / "eval" / "sampled", 0.7, 0.7)
+    write_eval(tmp_path / "out" / "base" / "sampled", 0.4, 0.4)
+    blocks = [EvalBlock(name="arith", n=4), EvalBlock(name="sampled", greedy=False, n=4, seeds=[0])]
+    evaluated = []
+    monkeypatch.setattr(compare_module, "run_eval", lambda config, generator, progress: evaluated.append(config))
+    monkeypatch.setattr("empo.model.load_tokenizer", lambda name: None)
+    monkeypatch.setattr("empo.model.load_model", lambda *a, **k: None)
+    monkeypatch.setattr("empo.rollout.HFGenerator", lambda model, tokenizer: None)
+    compare_module.evaluate_all([load_run(r) for r in fake_runs], blocks, tmp_path / "out", progress=False)
+    sampled = sorted(Path(c.output_dir).parent.parent.name for c in evaluated if c.output_dir.endswith("sampled"))
+    assert sampled == ["empo-seed0", "format-seed0", "gold_accuracy-seed0", "out", "random-seed0"]
+    assert all("seeds" not in vars(c) for c in evaluated)
+    result = compare(fake_runs, blocks, tmp_path / "out", evaluate=False, progress=False)
+    table = next(t for t in result["tables"] if t["block"] == "sampled" and t["metric"] == "avg@4 (T=0.8)")
+    assert table["methods"]["empo"]["seeds"] == 1 and table["methods"]["empo"]["mean"] == pytest.approx(0.7)
+    assert table["seeds"]["empo"] == [0]
+    full = next(t for t in result["tables"] if t["block"] == "arith" and t["metric"] == "greedy accuracy")
+    assert full["methods"]["empo"]["seeds"] == 3
+    assert "(eval block `sampled`, seeds [0] only)" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_the_entropy_filter_is_part_of_the_method(tmp_path):
