@@ -31,7 +31,7 @@ def test_summary_reads_start_and_end_of_this_invocation(tmp_path):
     assert s["start"]["empo/sample_accuracy"] is None  # unlabeled data: no accuracy line
     text = format_summary(s, prompt="boxed-example", dataset="arith")
     assert "steps 2 -> 8 in 1.0 min (10.0 s/step)" in text and "skipped (every group filtered): 2 of 6" in text
-    assert "sample acc" not in text and "adapter_model.safetensors" in text
+    assert "sample acc" not in text and "questions being trained" not in text and "adapter_model.safetensors" in text
     assert f"empo eval --suite eval/suites/cpu_default.yaml --adapter {tmp_path}" in text
     mix = format_summary(s, prompt="boxed-example", dataset="arith:add1,add2")
     assert f"empo eval --benchmarks arith:add1+add2 --n 8 --temperature 0.8 --top-p 1.0 --max-new-tokens 48 " \
@@ -47,6 +47,7 @@ def test_interrupted_summary_names_the_checkpoint(tmp_path):
     assert text.startswith("empo train interrupted: steps 0 -> 3")
     assert f"last checkpoint: {tmp_path}/checkpoint-2; the same command resumes from it" in text
     assert "sample acc" in text and "next:" not in text
+    assert "questions being trained" in text and "greedy accuracy" in text  # says what the logged figure is not
 
 
 def test_live_progress_shows_figures_not_dicts(capsys):
