@@ -50,6 +50,8 @@ METHOD_KEYS = {"empo.reward_funcs", "training.reward_weights", "empo.entropy_fil
                "empo.delta_high"}
 #: Methods that never see whether an answer is right (what a label-free method has to beat) and the supervised one.
 CONTROLS = ("random", "format")
+#: the other label-free rewards every EMPO method is also measured against (TTRL's and Intuitor's)
+RIVALS = ("majority_vote", "self_certainty")
 GOLD = "gold_accuracy"
 
 CURVES = [("reward", "reward (mean)"), ("empo/entropy_mean", "semantic entropy (nats)"),
@@ -179,10 +181,15 @@ def _interval(x: np.ndarray) -> list[float]:
     return [float(lo), float(hi)]
 
 
+def is_empo(method: str) -> bool:
+    """'empo' and its filter variants ('empo[no filter]', 'empo[H in (0.0, 1.04)]')."""
+    return method == "empo" or method.startswith("empo[")
+
+
 def compare_block(matrices: dict[str, np.ndarray], base: str = "base", gold: str = GOLD,
                   controls: tuple[str, ...] = CONTROLS) -> dict:
-    """Per method: mean and interval; its difference to the base model and to each control (paired bootstrap,
-    with the share of draws where the method is ahead); and its share of the gold reward's gain over the base
+    """Per method: mean and interval; its difference to the base model and to each control, and for an EMPO method
+    to each other label-free reward (``RIVALS``) (paired bootstrap, with the share of draws where it is ahead); and its share of the gold reward's gain over the base
     model, which only means something when that gain's interval is above 0 (else ``None``, with the gain)."""
     boot = bootstrap_methods(matrices)
     means = {m: float(x.mean()) for m, x in matrices.items()}
@@ -195,7 +202,8 @@ def compare_block(matrices: dict[str, np.ndarray], base: str = "base", gold: str
     for m in matrices:
         if m == base:
             continue
-        for other in (base, *controls):
+        rivals = RIVALS if is_empo(m) else ()
+        for other in (base, *controls, *rivals):
             if other in matrices and other != m:
                 d = boot[m] - boot[other]
                 methods[m][f"minus_{other}"] = {"mean": means[m] - means[other], "ci": _interval(d),
@@ -378,6 +386,11 @@ def format_report(comparison: dict, meta: dict) -> str:
             lines.append(f"| {m} | {s['mean']:.3f} | [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | "
                          + " ".join(f"{v:.3f}" for v in s["per_seed"]) + " | "
                          + " | ".join(_signed(s.get(f"minus_{c}")) for c in present) + f" | {_share(s.get('gold_share'))} |")
+        for m, s in t["methods"].items():
+            versus = [f"{m} − {r}: {_signed(s[f'minus_{r}'])} (ahead in {s[f'minus_{r}']['p_ahead']:.0%} of draws)"
+                      for r in RIVALS if f"minus_{r}" in s]
+            if versus:
+                lines += ["", "; ".join(versus) + "."]
         if "gold_gain" in t and t["gold_gain"]["ci"][0] <= 0:
             g = t["gold_gain"]
             lines += ["", f"The gold reward did not gain over the base model here ({g['mean']:+.3f}, "

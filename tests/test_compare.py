@@ -170,6 +170,16 @@ def test_a_block_limited_to_some_seeds_is_evaluated_and_compared_on_those_runs_o
     assert "(eval block `sampled`, seeds [0] only)" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_empo_is_also_measured_against_the_other_label_free_rewards(tmp_path, fake_runs):
+    runs = fake_runs + [make_run(tmp_path, "majority_vote", s, 0.7) for s in (0, 1, 2)]
+    result = compare(runs, [EvalBlock(name="arith")], tmp_path / "out", evaluate=False, progress=False)
+    greedy = result["tables"][0]["methods"]
+    assert greedy["empo"]["minus_majority_vote"]["mean"] == pytest.approx(0.1)  # 0.8 - 0.7, paired by problem
+    assert 0.5 < greedy["empo"]["minus_majority_vote"]["p_ahead"] < 1.0  # ahead, not in every draw (20 problems)
+    assert "minus_majority_vote" not in greedy["gold_accuracy"] and "minus_empo" not in greedy["majority_vote"]
+    assert "empo − majority_vote: +0.100 [" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_the_entropy_filter_is_part_of_the_method(tmp_path):
     runs = [load_run(make_run(tmp_path / "a", "empo", 0, 0.5)),
             load_run(make_run(tmp_path / "b", "empo", 0, 0.5, empo_settings={"entropy_filter": False})),
