@@ -188,9 +188,10 @@ def is_empo(method: str) -> bool:
 
 def compare_block(matrices: dict[str, np.ndarray], base: str = "base", gold: str = GOLD,
                   controls: tuple[str, ...] = CONTROLS) -> dict:
-    """Per method: mean and interval; its difference to the base model and to each control, and for an EMPO method
-    to each other label-free reward (``RIVALS``) (paired bootstrap, with the share of draws where it is ahead); and its share of the gold reward's gain over the base
-    model, which only means something when that gain's interval is above 0 (else ``None``, with the gain)."""
+    """Per method: mean and interval; its difference to the base model, to each control and, for an EMPO method, to
+    each other label-free reward (``RIVALS``) (paired bootstrap, with the share of draws where it is ahead); and its
+    share of the gold reward's gain over the base model, which only means something when that gain's interval is
+    above 0 (else ``None``, with the gain)."""
     boot = bootstrap_methods(matrices)
     means = {m: float(x.mean()) for m, x in matrices.items()}
     methods = {m: {"mean": means[m], "ci": _interval(boot[m]), "seeds": int(x.shape[0]), "problems": int(x.shape[1]),

@@ -117,10 +117,12 @@ def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math")
             lines.append(f"  {name:<13}{format(a, fmt) if a is not None else '-':>8}"
                          f"{format(b, fmt) if b is not None else '-':>8}{note}")
         if s["end"]["empo/sample_accuracy"] is not None:
-            lines.append("  these accuracies are of sampled answers to the questions being trained: a label-free reward "
-                         "sharpens sampling onto the model's own majority answer, which lifts them more than held-out "
-                         "greedy accuracy (the default run: held-out sampled 0.64 -> 0.83, greedy 0.91 -> 0.84, "
-                         "docs/cpu_default_run.md); the eval under 'next' measures the latter")
+            lines += ["  these accuracies are of sampled answers to the questions being trained; a label-free reward "
+                      "sharpens sampling onto",
+                      "  the model's own majority answer, which lifts them more than held-out greedy accuracy (the "
+                      "default run: held-out",
+                      "  sampled 0.64 -> 0.83, greedy 0.91 -> 0.84; docs/cpu_default_run.md); the eval under 'next' "
+                      "measures the latter"]
     if s["interrupted"]:
         lines.append(f"  last checkpoint: {s['checkpoint'] or 'none yet'}; the same command resumes from it")
     elif s["adapter"]:
