@@ -378,8 +378,8 @@ def format_report(comparison: dict, meta: dict) -> str:
         lines.append(f"- `{m}`: seeds {info['seeds']}")
     for t in comparison["tables"]:
         present = [c for c in ("base", *CONTROLS) if c in t["methods"]]
-        limited = [b["seeds"] for b in meta["eval_blocks"] if b["name"] == t["block"] and b.get("seeds") is not None]
-        seeds = f", seeds {limited[0]} only" if limited else ""
+        limit = next(b.get("seeds") for b in meta["eval_blocks"] if b["name"] == t["block"])
+        seeds = f", seeds {limit} only" if limit is not None else ""
         lines += ["", f"## {t['benchmark']} -- {t['metric']} (eval block `{t['block']}`{seeds})", "",
                   "| method | mean | 95% CI | per seed | " + " | ".join(f"− {c}" for c in present) + " | gold share |",
                   "|---|---|---|---|" + "---|" * len(present) + "---|"]

@@ -62,6 +62,12 @@ def group_advantages(row: dict, reward_weights: Sequence[float] | None = None) -
     return _centred(total).tolist()
 
 
+def latest_group_rows(sample_rows) -> list[dict]:
+    """One row per (step, group): a step logged twice (a run killed after it and resumed from an earlier checkpoint)
+    counts once, as its last log."""
+    return list({(row["step"], row["id"]): row for row in sample_rows}.values())
+
+
 def run_diagnostics(sample_rows, reward_weights: Sequence[float] | None = None) -> dict | None:
     """Pseudo-label accuracy, sign disagreement and advantage agreement over a run's kept groups with a gold answer
     (``samples.jsonl`` rows of ``empo train``, math answers), and the share of steps whose every group was filtered
@@ -69,11 +75,12 @@ def run_diagnostics(sample_rows, reward_weights: Sequence[float] | None = None) 
     checkpoint) counts once, as its last log. None when no kept group has a gold answer."""
     from empo.groups import analyse_group
 
-    latest = {(row["step"], row["id"]): row for row in sample_rows}
+    latest = latest_group_rows(sample_rows)
     steps: dict[int, bool] = {}
     groups = majority_right = disagree = pairs = 0
     agreement = dict.fromkeys(AGREEMENT, 0)
-    for (step, _), row in sorted(latest.items(), key=lambda kv: kv[0][0]):
+    for row in sorted(latest, key=lambda r: r["step"]):
+        step = row["step"]
         steps[step] = steps.get(step, False) or row.get("kept", True)
         if not row.get("kept", True) or row.get("gold") is None:
             continue

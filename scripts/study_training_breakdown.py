@@ -11,12 +11,13 @@ group between the first and the last quarter of the steps. Analysis only: gold i
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from empo.compare import load_run
 from empo.groups import analyse_group
+from empo.io import read_jsonl
+from empo.pseudo_labels import latest_group_rows
 
 BANDS = [(0.0, 0.7), (0.7, 1.2), (1.2, float("inf"))]
 
@@ -28,11 +29,7 @@ def level(question_id: str) -> str:
 
 
 def rows_of(run_dir: Path) -> list[dict]:
-    latest = {}
-    for line in (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        latest[(row["step"], row["id"])] = row  # a resumed step counts once, as its last log
-    return list(latest.values())
+    return latest_group_rows(read_jsonl(run_dir / "samples.jsonl"))
 
 
 def by_level_and_entropy(runs: list[Path]) -> str:
@@ -67,7 +64,8 @@ def drift(runs: list[Path]) -> str:
         rows = rows_of(run)
         last_step = max(r["step"] for r in rows)
         for row in rows:
-            quarter = "first" if row["step"] < (last_step + 1) / 4 else "last" if row["step"] >= 3 * (last_step + 1) / 4 else None
+            position = row["step"] / (last_step + 1)
+            quarter = "first" if position < 0.25 else "last" if position >= 0.75 else None
             if quarter is None or row.get("gold") is None:
                 continue
             answers = row["answers"]

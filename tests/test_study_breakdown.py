@@ -4,7 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("breakdown", Path(__file__).parents[1] / "scripts" / "study_training_breakdown.py")
+SCRIPT = Path(__file__).parents[1] / "scripts" / "study_training_breakdown.py"
+spec = importlib.util.spec_from_file_location("breakdown", SCRIPT)
 breakdown = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(breakdown)
 
