@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 from typing import Callable
+from empo.errors import DataError
 
 Question = tuple[str, int]  # (problem text, gold answer)
 
@@ -115,10 +116,10 @@ def generate(split: str, n: int, levels: tuple[str, ...] | list[str] = DEFAULT_L
     Small levels (one-digit addition has 100 questions) run out; the others then fill the quota.
     """
     if split not in ("train", "test"):
-        raise ValueError(f"arithmetic split must be 'train' or 'test', got '{split}'")
+        raise DataError(f"arithmetic split must be 'train' or 'test', got '{split}'")
     unknown = [lv for lv in levels if lv not in LEVELS]
     if unknown:
-        raise ValueError(f"unknown arithmetic level(s) {unknown}; known: {sorted(LEVELS)}")
+        raise DataError(f"unknown arithmetic level(s) {unknown}; known: {sorted(LEVELS)}")
     rng = random.Random(f"{seed}-{split}")
     seen: set[str] = set()
     rows: list[dict] = []

@@ -71,6 +71,7 @@ from empo import arithmetic
 from empo.answers import canonical_form, extract_answer, is_equivalent, numeric_value
 from empo.data import DATA_DIR, DataError, DataSpec, load_questions
 from empo.groups import analyse_group
+from empo.errors import ConfigError
 
 #: The five benchmarks the EMPO paper averages over (its "Avg." column).
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
@@ -190,12 +191,12 @@ def get_benchmark(name: str) -> Benchmark:
         levels = arith_levels(name)
         unknown = [lv for lv in levels if lv not in arithmetic.LEVELS]
         if unknown or not levels:
-            raise ValueError(f"benchmark '{name}': unknown arithmetic level(s) {unknown}; known: "
+            raise ConfigError(f"benchmark '{name}': unknown arithmetic level(s) {unknown}; known: "
                              f"{', '.join(arithmetic.LEVELS)} "
                              "(join several with '+', e.g. arith:add2+sub2)")
         return Benchmark(name, breakdown=("level",))
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark '{name}'; known: {', '.join(BENCHMARKS)}, or arith:LEVEL[+LEVEL...]")
+        raise ConfigError(f"unknown benchmark '{name}'; known: {', '.join(BENCHMARKS)}, or arith:LEVEL[+LEVEL...]")
     return BENCHMARKS[name]
 
 

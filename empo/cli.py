@@ -1,11 +1,12 @@
-"""The ``empo`` command line: ``empo rollout`` (and the later stages as they land)."""
+"""The ``empo`` command line: one subcommand per stage (``rollout``, ``train``, ``eval``, ``compare``, ``merge``, ``data``,
+``launch``); every bad input is one line (:func:`empo.errors.report_errors`)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+from empo.errors import ConfigError, report_errors
 
 
 def _add_rollout(sub) -> None:
@@ -178,13 +179,13 @@ def _compare(args) -> int:
     set_threads(args.threads)
     if args.sweep:
         if args.runs:
-            raise ValueError("give run directories or --sweep, not both")
+            raise ConfigError("give run directories or --sweep, not both")
         sweep = Sweep.from_yaml(args.sweep)
         run_sweep(sweep, allow=allow)
         output = Path(sweep.output_root) / "compare"
     else:
         if not args.runs:
-            raise ValueError("no runs given: pass training output directories or --sweep SPEC.yaml")
+            raise ConfigError("no runs given: pass training output directories or --sweep SPEC.yaml")
         block = EvalBlock(name="eval", benchmarks=args.benchmarks, data_dir=args.data_dir, limit=args.limit,
                           n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens)
         compare(args.runs, [block], args.output, allow=allow, evaluate=args.evaluate)
@@ -222,7 +223,7 @@ def _data(args) -> int:
 
     if args.action == "prepare":
         if not args.name:
-            raise ValueError(f"prepare needs a NAME; known: {', '.join(sorted(manifest.load_manifest()))}")
+            raise ConfigError(f"prepare needs a NAME; known: {', '.join(sorted(manifest.load_manifest()))}")
         print(f"wrote {manifest.prepare(args.name)} (matches data/manifest.json)")
         return 0
     problems = manifest.check(args.name)
@@ -269,26 +270,6 @@ def _dispatch(args, argv: list[str]) -> int:
         args = build_parser(eval_suite=load_suite(args.suite)).parse_args(argv)
     args.argv = argv  # recorded with published results
     return args.func(args)
-
-
-def report_errors(command: str, run) -> int:
-    """The one place that turns the project's errors into one line and exit status 2.
-
-    Bad input and bad state (``empo.errors.EmpoError``, ``ValueError``: data, recipes, settings, run directories,
-    models) and a missing extra (``VLLMUnavailable``) print ``empo <command>: error: <message>``; anything else
-    is a bug and keeps its traceback. ``EMPO_DEBUG=1`` re-raises.
-    """
-    from empo.errors import EmpoError
-    from empo.vllm_backend import VLLMUnavailable
-
-    try:
-        return run()
-    except (EmpoError, ValueError, VLLMUnavailable) as e:
-        if os.environ.get("EMPO_DEBUG"):
-            raise
-        message = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
-        print(f"empo {command}: error: {message} (EMPO_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

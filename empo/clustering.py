@@ -42,6 +42,7 @@ from fractions import Fraction
 
 from empo._mathverify_pool import UnionFind, default_timeout, mathverify_cluster
 from empo.answers import _numeric_from_canonical, canonical_form, is_exact_numeral, mathverify_form, numbers_close
+from empo.errors import ConfigError
 
 __all__ = ["CLUSTERINGS", "GRADING", "build_clusterer", "cluster_answers", "clusterer_from_args", "count_missing",
            "set_limits"]
@@ -218,7 +219,7 @@ def build_clusterer(kind: str = "math", **options):
     """The clusterer for ``kind`` (see :data:`CLUSTERINGS`); free-form kinds take :class:`FreeformClusterer`'s
     options (judge, judge_model, threshold, device, batch_size, template, max_answer_chars, reject_question_echo)."""
     if kind not in CLUSTERINGS:
-        raise ValueError(f"unknown clustering '{kind}'; known: {list(CLUSTERINGS)}")
+        raise ConfigError(f"unknown clustering '{kind}'; known: {list(CLUSTERINGS)}")
     if kind == "math":
         return MathClusterer()
     from empo.freeform import FreeformClusterer

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from empo.benchmarks import get_benchmark
+from empo.errors import CompareError
 from empo.evaluation import EvalConfig, group_samples, maj_score, run_eval
 from empo.io import atomic_write_json, atomic_write_text, read_jsonl
 from empo.provenance import format_provenance, provenance
@@ -61,10 +62,6 @@ CURVES = [("reward", "reward (mean)"), ("empo/entropy_mean", "semantic entropy (
           ("completions/mean_length", "completion length (tokens)")]
 BOOTSTRAP = 2000
 SMOOTHING = 5  # steps in the trailing mean of the training curves
-
-
-class CompareError(ValueError):
-    """Runs that cannot be compared as asked."""
 
 
 @dataclass
@@ -372,7 +369,7 @@ def format_report(comparison: dict, meta: dict) -> str:
              f"entropy filter (settings checked; allowed differences: {', '.join(meta['allowed']) or 'none'}).", "",
              "Intervals: 95% two-level bootstrap (seeds, then problems); differences are paired by problem. "
              "'− base', '− random', '− format': the method's mean minus theirs. 'gold share': the share of the "
-             f"gold reward's gain over base that the method recovers, given only where that gain's interval is "
+             "gold reward's gain over base that the method recovers, given only where that gain's interval is "
              "above 0.", "", format_provenance(meta["provenance"]), ""]
     for m, info in comparison["methods"].items():
         lines.append(f"- `{m}`: seeds {info['seeds']}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, fields
+from empo.errors import ConfigError
 
 
 @dataclass
@@ -110,22 +111,22 @@ class EmpoArguments:
         from empo.clustering import CLUSTERINGS
 
         if self.clustering not in CLUSTERINGS:
-            raise ValueError(f"clustering: '{self.clustering}' is not one of {list(CLUSTERINGS)}")
+            raise ConfigError(f"clustering: '{self.clustering}' is not one of {list(CLUSTERINGS)}")
         if self.entailment_judge not in ("verifier", "nli"):
-            raise ValueError(f"entailment_judge: '{self.entailment_judge}' is not 'verifier' or 'nli'")
+            raise ConfigError(f"entailment_judge: '{self.entailment_judge}' is not 'verifier' or 'nli'")
         if self.clustering == "entailment" and self.entailment_judge == "nli" and not self.judge_model:
-            raise ValueError("judge_model: the 'nli' entailment judge needs a model (sequence classification with an "
+            raise ConfigError("judge_model: the 'nli' entailment judge needs a model (sequence classification with an "
                              "entailment label)")
         if not 0.0 <= self.min_majority_share <= 1.0:
-            raise ValueError(f"min_majority_share: {self.min_majority_share} is not in [0, 1]")
+            raise ConfigError(f"min_majority_share: {self.min_majority_share} is not in [0, 1]")
         if self.max_answer_chars is not None and self.max_answer_chars < 1:
-            raise ValueError(f"max_answer_chars: {self.max_answer_chars} must be >= 1 (or None for no limit)")
+            raise ConfigError(f"max_answer_chars: {self.max_answer_chars} must be >= 1 (or None for no limit)")
         if self.judge_template is not None and not (self.clustering == "entailment"
                                                     and self.entailment_judge == "verifier"):
-            raise ValueError("judge_template: only the verifier judge (clustering: entailment, entailment_judge: "
+            raise ConfigError("judge_template: only the verifier judge (clustering: entailment, entailment_judge: "
                              "verifier) has a prompt")
         if self.judge_batch_size is not None and self.judge_batch_size < 1:
-            raise ValueError(f"judge_batch_size: {self.judge_batch_size} must be >= 1")
+            raise ConfigError(f"judge_batch_size: {self.judge_batch_size} must be >= 1")
 
 
 def check_recipe_keys(config: dict, dataclass_types) -> None:
@@ -141,4 +142,4 @@ def check_known_keys(config: dict, known: set[str], what: str) -> None:
         for k in unknown:
             close = difflib.get_close_matches(k, known, n=1)
             hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise ValueError(f"unknown {what} key(s): {', '.join(hints)}")
+        raise ConfigError(f"unknown {what} key(s): {', '.join(hints)}")

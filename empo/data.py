@@ -22,10 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from empo import arithmetic
-
-
-class DataError(ValueError):
-    """A dataset that does not fit the mapping it was given."""
+from empo.errors import DataError
 
 
 @dataclass

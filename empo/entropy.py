@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from empo.errors import ConfigError
 
 _EPS = 1e-9  # entropies computed from counts; compare with a tolerance so H == log G is excluded reliably
 
@@ -46,20 +47,20 @@ def check_filter_exact(training_args) -> None:
     """
     loss_type = training_args.loss_type
     if loss_type == "bnpo":
-        raise ValueError("loss_type 'bnpo' cannot be used with entropy_filter: it divides each micro-batch by its "
+        raise ConfigError("loss_type 'bnpo' cannot be used with entropy_filter: it divides each micro-batch by its "
                          "own token count, so the update depends on how many kept completions share a micro-batch "
                          "and cannot equal a kept-only batch; use 'dapo' (tokens over the whole batch) or 'grpo', "
                          "or set entropy_filter: false")
     if loss_type not in FILTER_NORMALISATION:
-        raise ValueError(f"loss_type '{loss_type}' cannot be used with entropy_filter: the filter knows how to take "
+        raise ConfigError(f"loss_type '{loss_type}' cannot be used with entropy_filter: the filter knows how to take "
                          f"a dropped group out of {sorted(FILTER_NORMALISATION)} only")
     if training_args.scale_rewards == "batch":
-        raise ValueError("scale_rewards 'batch' cannot be used with entropy_filter: it standardises advantages with "
+        raise ConfigError("scale_rewards 'batch' cannot be used with entropy_filter: it standardises advantages with "
                          "the std of the whole batch, dropped groups included; use 'group' or 'none'")
     if training_args.entropy_coef != 0.0 or training_args.use_adaptive_entropy:
-        raise ValueError("entropy_coef / use_adaptive_entropy cannot be used with entropy_filter: TRL's entropy "
+        raise ConfigError("entropy_coef / use_adaptive_entropy cannot be used with entropy_filter: TRL's entropy "
                          "bonus is a per-micro-batch token mean, which no batch-level rescaling makes equal to a "
                          "kept-only batch")
     if training_args.top_entropy_quantile < 1.0:
-        raise ValueError("top_entropy_quantile < 1 cannot be used with entropy_filter: the quantile is taken per "
+        raise ConfigError("top_entropy_quantile < 1 cannot be used with entropy_filter: the quantile is taken per "
                          "micro-batch, so it depends on which kept completions share one")

@@ -23,6 +23,7 @@ from empo.metrics import maj_at_k, mean_with_ci, pass_at_k
 from empo.prompts import build_messages, get_prompt_config
 from empo.provenance import format_provenance
 from empo.rollout import SamplingConfig
+from empo.errors import ConfigError, RunDirectoryError
 
 
 @dataclass
@@ -67,7 +68,7 @@ class EvalConfig:
         if self.n > 0:
             out.append(("sample", SamplingConfig(self.n, self.temperature, self.top_p, self.max_new_tokens, self.seed)))
         if not out:
-            raise ValueError("nothing to evaluate: --no-greedy needs --n > 0")
+            raise ConfigError("nothing to evaluate: --no-greedy needs --n > 0")
         return out
 
 
@@ -84,11 +85,11 @@ def load_suite(path: str | Path) -> dict:
     path = Path(path)
     suite = read_yaml(path, "suite file")  # missing, unreadable or malformed: one line naming the file
     if not isinstance(suite, dict):
-        raise ValueError(f"suite file '{path}' must be a mapping of {', '.join(SUITE_KEYS)}")
+        raise ConfigError(f"suite file '{path}' must be a mapping of {', '.join(SUITE_KEYS)}")
     try:
         check_known_keys(suite, set(SUITE_KEYS), "suite")
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {e}") from None
     if isinstance(suite.get("benchmarks"), list):
         suite["benchmarks"] = ",".join(suite["benchmarks"])
     return suite
@@ -109,7 +110,7 @@ def check_resumable(config: EvalConfig, output_dir: Path) -> None:
     diffs = [f"{k}: {before.get(k)!r} -> {now[k]!r}" for k, f in EvalConfig.__dataclass_fields__.items()
              if f.metadata.get("resume_key") and before.get(k) != now[k]]
     if diffs:
-        raise ValueError(f"{output_dir} holds an eval with other settings ({'; '.join(diffs)}); "
+        raise RunDirectoryError(f"{output_dir} holds an eval with other settings ({'; '.join(diffs)}); "
                          "use another --output-dir")
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from empo._mathverify_pool import UnionFind
 from empo.judges.base import Judge
+from empo.errors import ConfigError
 
 _ARTICLE = re.compile(r"^(the|a|an)\s+")
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]\s*", re.IGNORECASE)
@@ -61,7 +62,7 @@ class FreeformGuards:
 
     def __post_init__(self):
         if self.max_answer_chars is not None and self.max_answer_chars < 1:
-            raise ValueError(f"max_answer_chars must be >= 1 or None, got {self.max_answer_chars}")
+            raise ConfigError(f"max_answer_chars must be >= 1 or None, got {self.max_answer_chars}")
 
 
 def is_question_echo(question: str | None, answer: str) -> bool:
@@ -193,14 +194,14 @@ class FreeformClusterer:
         from empo.judges import JUDGE_KINDS
 
         if kind not in ("entailment", "embedding"):
-            raise ValueError(f"free-form clustering is 'entailment' or 'embedding', got '{kind}'")
+            raise ConfigError(f"free-form clustering is 'entailment' or 'embedding', got '{kind}'")
         self.judge_kind = "embedding" if kind == "embedding" else judge
         if self.judge_kind not in JUDGE_KINDS or (kind == "entailment" and judge == "embedding"):
-            raise ValueError(f"entailment_judge must be 'verifier' or 'nli', got '{judge}'")
+            raise ConfigError(f"entailment_judge must be 'verifier' or 'nli', got '{judge}'")
         self.kind = kind
         self.guards = FreeformGuards(max_answer_chars=max_answer_chars, reject_question_echo=reject_question_echo)
         if template is not None and self.judge_kind != "verifier":
-            raise ValueError(f"judge_template is the verifier's prompt; the '{self.judge_kind}' judge has none")
+            raise ConfigError(f"judge_template is the verifier's prompt; the '{self.judge_kind}' judge has none")
         self._judge_options = dict(model=judge_model, threshold=threshold, device=device, batch_size=batch_size)
         if template is not None:
             self._judge_options["template"] = template

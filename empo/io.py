@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from empo.errors import EmpoError
+from empo.errors import DataError, DirectoryLockedError
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -44,7 +44,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
         except json.JSONDecodeError as e:
             if lineno == len(lines) and not line.endswith("\n"):
                 return  # torn tail of an interrupted append: the row will be redone
-            raise ValueError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from None
+            raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from None
 
 
 class JsonlAppender:
@@ -80,10 +80,6 @@ class JsonlAppender:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class DirectoryLockedError(EmpoError):
-    """Another live process writes to this directory."""
 
 
 class DirectoryLock:

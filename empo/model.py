@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from empo.errors import EmpoError
+from empo.errors import ModelResolutionError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -32,10 +32,6 @@ _SMOLLM2 = {
     "what": "the default model",
 }
 ALIASES = {DEFAULT_MODEL: _SMOLLM2}
-
-
-class ModelResolutionError(EmpoError, RuntimeError):
-    """A model spec that cannot be turned into a loadable checkpoint."""
 
 
 def empo_home() -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from empo.errors import ConfigError
 
 QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 MULTIPLE_CHOICE_SYSTEM = ("Please reason step by step, and put your final answer (the letter of the correct option) "
@@ -69,17 +70,17 @@ def get_prompt_config(preset_or_config: str | dict | PromptConfig | None) -> Pro
             return PRESETS[preset_or_config]
         path = Path(preset_or_config).expanduser()
         if path.suffix not in (".yaml", ".yml", ".json"):
-            raise ValueError(f"unknown prompt preset '{preset_or_config}'; known: {sorted(PRESETS)} "
+            raise ConfigError(f"unknown prompt preset '{preset_or_config}'; known: {sorted(PRESETS)} "
                              "(or give a .yaml/.json prompt file)")
         from empo.io import read_yaml
 
         loaded = read_yaml(path, "prompt file")  # JSON is YAML
         if not isinstance(loaded, dict):
-            raise ValueError(f"prompt file '{path}' must hold a mapping of system_prompt, user_template, few_shot")
+            raise ConfigError(f"prompt file '{path}' must hold a mapping of system_prompt, user_template, few_shot")
         preset_or_config = loaded
     unknown = set(preset_or_config) - set(PromptConfig.__dataclass_fields__)
     if unknown:
-        raise ValueError(f"unknown prompt key(s) {sorted(unknown)}; known: {sorted(PromptConfig.__dataclass_fields__)}")
+        raise ConfigError(f"unknown prompt key(s) {sorted(unknown)}; known: {sorted(PromptConfig.__dataclass_fields__)}")
     return PromptConfig(**preset_or_config)
 
 

@@ -33,6 +33,7 @@ from empo.answers import extract_answer, is_equivalent
 from empo.distributed import gather_list, world
 from empo.groups import GroupAnalysis, analyse_group
 from empo.rollout import chat_prompt
+from empo.errors import ConfigError
 
 
 def completion_text(completion: Any) -> str:
@@ -52,7 +53,7 @@ class GroupedReward:
 
     def __init__(self, num_generations: int):
         if num_generations < 1:
-            raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+            raise ConfigError(f"num_generations must be >= 1, got {num_generations}")
         self.num_generations = num_generations
         self.__name__ = self.name  # TRL names reward columns after __name__
 
@@ -70,7 +71,7 @@ class ClusterReward(GroupedReward):
     def __init__(self, num_generations: int, clusterer=None, min_majority_share: float = 0.0):
         super().__init__(num_generations)
         if not 0.0 <= min_majority_share <= 1.0:
-            raise ValueError(f"min_majority_share must be in [0, 1], got {min_majority_share}")
+            raise ConfigError(f"min_majority_share must be in [0, 1], got {min_majority_share}")
         self.clusterer = clusterer  # None: math answers (last \boxed{}), math equivalence
         self.min_majority_share = min_majority_share
 
@@ -222,8 +223,8 @@ REWARDS: dict[str, type[GroupedReward]] = {
 def build_reward(name: str, num_generations: int, **options) -> GroupedReward:
     """Instantiate a reward by registry name, e.g. ``build_reward("empo", 8, no_answer_reward=0.0)``."""
     if name not in REWARDS:
-        raise ValueError(f"unknown reward '{name}'; known: {sorted(REWARDS)}")
+        raise ConfigError(f"unknown reward '{name}'; known: {sorted(REWARDS)}")
     try:
         return REWARDS[name](num_generations, **options)
     except TypeError as e:
-        raise ValueError(f"reward '{name}': bad options {options}: {e}") from None
+        raise ConfigError(f"reward '{name}': bad options {options}: {e}") from None

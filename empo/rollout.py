@@ -16,6 +16,7 @@ from empo.entropy import keep_group
 from empo.groups import analyse_group
 from empo.io import JsonlAppender, atomic_write_json, read_jsonl
 from empo.prompts import PromptConfig, build_messages
+from empo.errors import ConfigError
 
 
 @dataclass
@@ -60,7 +61,7 @@ class HFGenerator:
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         greedy = sampling.temperature == 0
         if greedy and sampling.num_generations != 1:
-            raise ValueError("greedy decoding (temperature 0) gives identical samples: use num_generations=1")
+            raise ConfigError("greedy decoding (temperature 0) gives identical samples: use num_generations=1")
         torch.manual_seed(_seed_from(sampling.seed, seed_key))
         with torch.inference_mode():
             out = self.model.generate(

@@ -69,11 +69,12 @@ def validate(empo_args, training_args) -> None:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     if training_args.use_vllm:
-        from empo.vllm_backend import VLLMUnavailable, require_vllm
+        from empo.errors import MissingExtraError
+        from empo.vllm_backend import require_vllm
 
         try:
             require_vllm()
-        except VLLMUnavailable as e:
+        except MissingExtraError as e:
             raise ConfigError(f"use_vllm is set but {e}") from None
 
 
@@ -237,6 +238,6 @@ def _report(trainer, empo_args, first_step: int, seconds: float, interrupted: bo
 
 
 if __name__ == "__main__":  # torchrun/accelerate: the same one-line errors as `empo train`
-    from empo.cli import main as cli_main
+    from empo.errors import report_errors
 
-    sys.exit(cli_main(["train", *sys.argv[1:]]))
+    sys.exit(report_errors("train", lambda: main(sys.argv[1:])))

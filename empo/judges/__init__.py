@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from empo.judges.base import Judge
+from empo.errors import ConfigError
 
 JUDGE_KINDS = ("nli", "verifier", "embedding")
 DEFAULT_JUDGE_MODEL = {"verifier": "smollm2-135m-instruct", "embedding": "all-minilm-l6-v2", "nli": None}
@@ -19,10 +20,10 @@ DEFAULT_THRESHOLD = {"verifier": 0.5, "embedding": 0.8, "nli": 0.5}
 def build_judge(kind: str, model: str | None = None, *, threshold: float | None = None, device: str = "cpu",
                 batch_size: int | None = None, **options) -> Judge:
     if kind not in JUDGE_KINDS:
-        raise ValueError(f"unknown judge '{kind}'; known: {list(JUDGE_KINDS)}")
+        raise ConfigError(f"unknown judge '{kind}'; known: {list(JUDGE_KINDS)}")
     model = model or DEFAULT_JUDGE_MODEL[kind]
     if model is None:
-        raise ValueError(f"judge '{kind}' needs a model (a local directory or hub id of a sequence-classification "
+        raise ConfigError(f"judge '{kind}' needs a model (a local directory or hub id of a sequence-classification "
                          "model with an entailment label)")
     kwargs = dict(options, device=device, threshold=DEFAULT_THRESHOLD[kind] if threshold is None else threshold)
     if batch_size is not None:

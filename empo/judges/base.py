@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from empo.errors import ConfigError
 
 
 class Judge(ABC):
@@ -25,9 +26,9 @@ class Judge(ABC):
 
     def __init__(self, threshold: float = 0.5, batch_size: int = 32, device: str = "cpu"):
         if not 0.0 <= threshold <= 1.0 and not self.symmetric:
-            raise ValueError(f"judge '{self.name}': threshold must be in [0, 1], got {threshold}")
+            raise ConfigError(f"judge '{self.name}': threshold must be in [0, 1], got {threshold}")
         if batch_size < 1:
-            raise ValueError(f"judge '{self.name}': batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"judge '{self.name}': batch_size must be >= 1, got {batch_size}")
         self.threshold = threshold
         self.batch_size = batch_size
         self.device = device

