@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 from typing import Callable
+
 from empo.errors import DataError
 
 Question = tuple[str, int]  # (problem text, gold answer)

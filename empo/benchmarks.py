@@ -70,8 +70,8 @@ from typing import Callable
 from empo import arithmetic
 from empo.answers import canonical_form, extract_answer, is_equivalent, numeric_value
 from empo.data import DATA_DIR, DataError, DataSpec, load_questions
-from empo.groups import analyse_group
 from empo.errors import ConfigError
+from empo.groups import analyse_group
 
 #: The five benchmarks the EMPO paper averages over (its "Avg." column).
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")

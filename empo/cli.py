@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
 from empo.errors import ConfigError, report_errors
 
 
@@ -112,7 +113,13 @@ def _add_eval(sub, suite: dict | None = None) -> None:
 
 
 def _eval(args) -> int:
-    from empo.evaluation import EvalConfig, check_resumable, format_report, prepare, run_eval
+    from empo.evaluation import (
+        EvalConfig,
+        check_resumable,
+        format_report,
+        prepare,
+        run_eval,
+    )
     from empo.io import DirectoryLock
     from empo.model import check_adapter, check_model_spec, set_threads
 
@@ -234,6 +241,21 @@ def _data(args) -> int:
     return 1 if problems else 0
 
 
+def _add_recipes(sub) -> None:
+    p = sub.add_parser("recipes", help="List the shipped recipes: train or launch one by this name from any directory.")
+    p.set_defaults(func=_recipes)
+
+
+def _recipes(args) -> int:
+    from empo import resources
+
+    for name in resources.recipe_names():
+        first = resources.resolve(name, "recipes").read_text(encoding="utf-8").splitlines()[:1]
+        about = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+        print(f"{name}\n    {about}" if about else name)
+    return 0
+
+
 def build_parser(eval_suite: dict | None = None) -> argparse.ArgumentParser:
     """The CLI; ``eval_suite`` (a loaded suite file) becomes ``empo eval``'s defaults, so flags still override it."""
     parser = argparse.ArgumentParser(prog="empo", description="Label-free RL post-training (EMPO) on TRL.")
@@ -244,6 +266,7 @@ def build_parser(eval_suite: dict | None = None) -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_merge(sub)
     _add_data(sub)
+    _add_recipes(sub)
     from empo.launch import add_parser as _add_launch
 
     _add_launch(sub)

@@ -41,7 +41,14 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 from empo._mathverify_pool import UnionFind, default_timeout, mathverify_cluster
-from empo.answers import _numeric_from_canonical, canonical_form, is_exact_numeral, mathverify_form, numbers_close
+from empo.answers import (
+    _numeric_from_canonical,
+    canonical_form,
+    is_exact_numeral,
+    mathverify_form,
+    numbers_close,
+)
+from empo.configs import CLUSTERINGS
 from empo.errors import ConfigError
 
 __all__ = ["CLUSTERINGS", "GRADING", "build_clusterer", "cluster_answers", "clusterer_from_args", "count_missing",
@@ -198,7 +205,6 @@ def cluster_answers(
 
 
 # --- the clusterer a recipe chooses (EmpoArguments.clustering) ------------------------------------------------------
-CLUSTERINGS = ("math", "entailment", "embedding")
 
 
 class MathClusterer:

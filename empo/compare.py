@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from empo.benchmarks import get_benchmark
-from empo.errors import CompareError
+from empo.errors import CompareError, ConfigError
 from empo.evaluation import EvalConfig, group_samples, maj_score, run_eval
 from empo.io import atomic_write_json, atomic_write_text, read_jsonl
 from empo.provenance import format_provenance, provenance
@@ -551,8 +551,10 @@ class Sweep:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Sweep":
+        from empo import resources
         from empo.io import read_yaml
 
+        path = resources.resolve(path, "recipes") or path  # a file, or a shipped sweep (recipes/<model>/sweeps/x.yaml)
         raw = read_yaml(path, "sweep spec")
         if not isinstance(raw, dict):
             raise CompareError(f"sweep spec '{path}' is not a YAML mapping")
@@ -595,20 +597,27 @@ class Sweep:
         return Path(self.output_root) / f"{method.name}-seed{seed}"
 
     def max_steps(self) -> int | None:
-        """The runs' max_steps (the sweep's override, else the recipe's), to tell a finished run from a shorter one."""
-        from empo.io import read_yaml
+        """The runs' max_steps (the recipe's, with the sweep's overrides), to tell a finished run from a shorter one."""
+        from empo.recipe import load_recipe
 
-        if "max_steps" in self.overrides:
-            return int(self.overrides["max_steps"])
-        recipe = read_yaml(self.recipe, "recipe")
-        return int(recipe["max_steps"]) if isinstance(recipe, dict) and "max_steps" in recipe else None
+        try:
+            recipe = load_recipe(self.recipe, _flags(self.overrides), check_machine=False)
+        except ConfigError as e:
+            raise CompareError(f"sweep recipe: {e}") from None
+        return recipe.training.max_steps if recipe.training.max_steps > 0 else None
 
     def train_command(self, method: Method, seed: int) -> list[str]:
-        cmd = [sys.executable, "-m", "empo.train", "--config", self.recipe, "--reward_funcs", *method.reward_funcs,
-               "--seed", str(seed), "--random_reward_seed", str(seed), "--output_dir", str(self.run_dir(method, seed))]
-        for k, v in {**self.overrides, **method.overrides}.items():
-            cmd += [f"--{k}", *(map(str, v) if isinstance(v, list) else [str(v)])]
-        return cmd
+        return [sys.executable, "-m", "empo.train", "--config", self.recipe, "--reward_funcs", *method.reward_funcs,
+                "--seed", str(seed), "--random_reward_seed", str(seed), "--output_dir", str(self.run_dir(method, seed)),
+                *_flags({**self.overrides, **method.overrides})]
+
+
+def _flags(overrides: dict) -> list[str]:
+    """Recipe keys as ``empo train`` flags: ``{"max_steps": 4, "reward_funcs": [a, b]}`` -> ``--max_steps 4 ...``."""
+    flags = []
+    for k, v in overrides.items():
+        flags += [f"--{k}", *(map(str, v) if isinstance(v, list) else [str(v)])]
+    return flags
 
 
 def finished(run: Path, max_steps: int | None) -> bool:

@@ -5,14 +5,18 @@
 - ``trl.ModelConfig``: the model and LoRA (``use_peft``, ``lora_r``...).
 
 ``empo train --config recipe.yaml`` and ``accelerate launch -m empo.train --config recipe.yaml`` read the same file;
-command-line flags override it. An unknown key is an error that names it.
+command-line flags override it. Reading and checking a recipe is :mod:`empo.recipe`'s (an unknown key is an error
+that names it); this file only declares the settings, each with its help.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field, fields
-from empo.errors import ConfigError
+from dataclasses import dataclass, field
+
+#: How answers are clustered (EmpoArguments.clustering); empo.clustering.build_clusterer builds each.
+CLUSTERINGS = ("math", "entailment", "embedding")
+#: The judges of the 'entailment' clustering (EmpoArguments.entailment_judge); empo.judges builds each.
+ENTAILMENT_JUDGES = ("verifier", "nli")
 
 
 @dataclass
@@ -106,40 +110,3 @@ class EmpoArguments:
     dataset_rows: int | None = field(default=None, metadata={
         "help": "Number of training questions, for `empo launch`'s step arithmetic when the dataset file is not on "
                 "this machine (it counts the file when it is)."})
-
-    def __post_init__(self):
-        from empo.clustering import CLUSTERINGS
-
-        if self.clustering not in CLUSTERINGS:
-            raise ConfigError(f"clustering: '{self.clustering}' is not one of {list(CLUSTERINGS)}")
-        if self.entailment_judge not in ("verifier", "nli"):
-            raise ConfigError(f"entailment_judge: '{self.entailment_judge}' is not 'verifier' or 'nli'")
-        if self.clustering == "entailment" and self.entailment_judge == "nli" and not self.judge_model:
-            raise ConfigError("judge_model: the 'nli' entailment judge needs a model (sequence classification with an "
-                             "entailment label)")
-        if not 0.0 <= self.min_majority_share <= 1.0:
-            raise ConfigError(f"min_majority_share: {self.min_majority_share} is not in [0, 1]")
-        if self.max_answer_chars is not None and self.max_answer_chars < 1:
-            raise ConfigError(f"max_answer_chars: {self.max_answer_chars} must be >= 1 (or None for no limit)")
-        if self.judge_template is not None and not (self.clustering == "entailment"
-                                                    and self.entailment_judge == "verifier"):
-            raise ConfigError("judge_template: only the verifier judge (clustering: entailment, entailment_judge: "
-                             "verifier) has a prompt")
-        if self.judge_batch_size is not None and self.judge_batch_size < 1:
-            raise ConfigError(f"judge_batch_size: {self.judge_batch_size} must be >= 1")
-
-
-def check_recipe_keys(config: dict, dataclass_types) -> None:
-    """Raise one error naming every unknown recipe key (with the closest known key) before anything loads."""
-    check_known_keys(config, {f.name for dc in dataclass_types for f in fields(dc)} | {"env"}, "recipe")
-
-
-def check_known_keys(config: dict, known: set[str], what: str) -> None:
-    """Raise one error naming every key of ``config`` not in ``known``, each with the closest known key."""
-    unknown = [k for k in config if k not in known]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, known, n=1)
-            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise ConfigError(f"unknown {what} key(s): {', '.join(hints)}")

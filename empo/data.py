@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from empo import arithmetic
+from empo import arithmetic, resources
 from empo.errors import DataError
 
 
@@ -81,13 +81,16 @@ HUB_SCHEMAS: dict[str, HubSchema] = {
 
 ARITH_DEFAULT_SIZE = {"train": 2000, "test": 200}
 
-#: The repository's committed data (benchmarks and training prompts; ``data/manifest.json`` lists them).
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+#: The shipped data (the repository's ``data/``: benchmarks and training prompts; ``data/manifest.json`` lists them).
+DATA_DIR = resources.root("data")
 DATA_SUBDIRS = ("benchmarks", "train")
 
 
 def repo_data_file(name: str) -> Path | None:
-    """``data/<benchmarks|train>/<name>.jsonl`` when ``name`` is a bare name of a committed file, else ``None``."""
+    """A shipped data file: ``data/<benchmarks|train>/<name>.jsonl`` for a bare ``name``, or ``name`` itself when it is
+    a repository path (``data/train/numina_math_20k.jsonl``) and no such file is here; else ``None``."""
+    if name.startswith("data/") and not Path(name).exists():
+        return resources.resolve(name, "data", suffix=".jsonl")
     if not name or "/" in name or "\\" in name or name.startswith("."):
         return None
     for sub in DATA_SUBDIRS:

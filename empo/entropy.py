@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+
 from empo.errors import ConfigError
 
 _EPS = 1e-9  # entropies computed from counts; compare with a tolerance so H == log G is excluded reliably

@@ -16,14 +16,21 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from empo.benchmarks import (PAPER_BENCHMARKS, extract_prediction, get_benchmark, grade, load_benchmark, prompt_text,
-                              vote_labels)
+from empo.benchmarks import (
+    PAPER_BENCHMARKS,
+    extract_prediction,
+    get_benchmark,
+    grade,
+    load_benchmark,
+    prompt_text,
+    vote_labels,
+)
+from empo.errors import ConfigError, RunDirectoryError
 from empo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
 from empo.metrics import maj_at_k, mean_with_ci, pass_at_k
 from empo.prompts import build_messages, get_prompt_config
 from empo.provenance import format_provenance
 from empo.rollout import SamplingConfig
-from empo.errors import ConfigError, RunDirectoryError
 
 
 @dataclass
@@ -79,10 +86,11 @@ SUITE_KEYS = ("benchmarks", "data_dir", "limit", "prompt", "greedy", "n", "tempe
 
 def load_suite(path: str | Path) -> dict:
     """An evaluation protocol from a YAML file (``eval/suites/``): a mapping of ``SUITE_KEYS``; unknown keys are named."""
-    from empo.configs import check_known_keys
+    from empo import resources
     from empo.io import read_yaml
+    from empo.recipe import check_known_keys
 
-    path = Path(path)
+    path = resources.resolve(path, "suites") or Path(path)  # a file, or a shipped suite (eval/suites/x.yaml, x)
     suite = read_yaml(path, "suite file")  # missing, unreadable or malformed: one line naming the file
     if not isinstance(suite, dict):
         raise ConfigError(f"suite file '{path}' must be a mapping of {', '.join(SUITE_KEYS)}")

@@ -40,8 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from empo._mathverify_pool import UnionFind
-from empo.judges.base import Judge
 from empo.errors import ConfigError
+from empo.judges.base import Judge
 
 _ARTICLE = re.compile(r"^(the|a|an)\s+")
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]\s*", re.IGNORECASE)

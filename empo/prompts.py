@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
 from empo.errors import ConfigError
 
 QWEN_MATH_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -68,7 +69,9 @@ def get_prompt_config(preset_or_config: str | dict | PromptConfig | None) -> Pro
     if isinstance(preset_or_config, str):
         if preset_or_config in PRESETS:
             return PRESETS[preset_or_config]
-        path = Path(preset_or_config).expanduser()
+        from empo import resources
+
+        path = resources.resolve(preset_or_config, "recipes") or Path(preset_or_config).expanduser()
         if path.suffix not in (".yaml", ".yml", ".json"):
             raise ConfigError(f"unknown prompt preset '{preset_or_config}'; known: {sorted(PRESETS)} "
                              "(or give a .yaml/.json prompt file)")

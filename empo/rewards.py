@@ -31,9 +31,9 @@ import numpy as np
 
 from empo.answers import extract_answer, is_equivalent
 from empo.distributed import gather_list, world
+from empo.errors import ConfigError
 from empo.groups import GroupAnalysis, analyse_group
 from empo.rollout import chat_prompt
-from empo.errors import ConfigError
 
 
 def completion_text(completion: Any) -> str:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from empo.answers import extract_answer
 from empo.entropy import keep_group
+from empo.errors import ConfigError
 from empo.groups import analyse_group
 from empo.io import JsonlAppender, atomic_write_json, read_jsonl
 from empo.prompts import PromptConfig, build_messages
-from empo.errors import ConfigError
 
 
 @dataclass

@@ -15,68 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECIPE = REPO_ROOT / "recipes" / "SmolLM2-135M-Instruct" / "empo" / "config_arith_cpu.yaml"
-
-
-def parse_args(argv: list[str] | None = None):
-    from trl import GRPOConfig, ModelConfig, TrlParser
-
-    from empo.configs import EmpoArguments, check_recipe_keys
-    from empo.errors import ConfigError
-    from empo.io import read_yaml
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
-        if not DEFAULT_RECIPE.exists():
-            raise ConfigError("pass --config <recipe.yaml> (the default recipe ships with the repository)")
-        argv = ["--config", str(DEFAULT_RECIPE), *argv]
-    if argv.index("--config") + 1 >= len(argv):
-        raise ConfigError("--config needs a recipe file")
-    config_path = Path(argv[argv.index("--config") + 1])
-    types = (EmpoArguments, GRPOConfig, ModelConfig)
-    config = read_yaml(config_path, "recipe")
-    if not isinstance(config, dict):
-        raise ConfigError(f"recipe '{config_path}' is not a YAML mapping")
-    try:
-        check_recipe_keys(config, types)
-    except ValueError as e:
-        raise ConfigError(f"{config_path}: {e}") from None
-    try:
-        return TrlParser(types).parse_args_and_config(argv)
-    except ValueError as e:  # the config dataclasses' own checks (e.g. TRL: batch not a whole number of groups)
-        raise ConfigError(f"{config_path}: {e}") from None
-
-
-def validate(empo_args, training_args) -> None:
-    """Checks that need no model: fail in a second, not after a minute of loading."""
-    from empo.errors import ConfigError
-    from empo.rewards import REWARDS
-
-    unknown = [r for r in empo_args.reward_funcs if r not in REWARDS]
-    if unknown:
-        raise ConfigError(f"unknown reward(s) {unknown} in reward_funcs; known: {sorted(REWARDS)}")
-    if training_args.reward_weights is not None and len(training_args.reward_weights) != len(empo_args.reward_funcs):
-        raise ConfigError(f"reward_weights has {len(training_args.reward_weights)} entries for "
-                         f"{len(empo_args.reward_funcs)} reward_funcs")
-    if training_args.num_generations < 2:
-        raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
-    if empo_args.entropy_filter:
-        from empo.entropy import check_filter_exact
-
-        try:
-            check_filter_exact(training_args)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    if training_args.use_vllm:
-        from empo.errors import MissingExtraError
-        from empo.vllm_backend import require_vllm
-
-        try:
-            require_vllm()
-        except MissingExtraError as e:
-            raise ConfigError(f"use_vllm is set but {e}") from None
-
 
 def build_dataset(empo_args):
     import datasets
@@ -100,9 +38,8 @@ def build_dataset(empo_args):
 
 
 def build_rewards(empo_args, num_generations: int):
-    from empo.rewards import build_reward
-
     from empo.clustering import clusterer_from_args
+    from empo.rewards import build_reward
 
     cluster_options = {"clusterer": None if empo_args.clustering == "math" else clusterer_from_args(empo_args),
                        "min_majority_share": empo_args.min_majority_share}
@@ -141,8 +78,10 @@ def claim_run_directory(empo_args, training_args, model_args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    empo_args, training_args, model_args = parse_args(argv)
-    validate(empo_args, training_args)
+    from empo.recipe import load_recipe, split_config
+
+    recipe = load_recipe(*split_config(sys.argv[1:] if argv is None else argv))
+    empo_args, training_args, model_args = recipe.empo, recipe.training, recipe.model
 
     from transformers.trainer_callback import ProgressCallback
     from transformers.trainer_utils import get_last_checkpoint

@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets  # noqa: E402
+from scripted import SCRIPT, ScriptedTrainer  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
 from empo.configs import EmpoArguments  # noqa: E402
@@ -16,7 +17,6 @@ from empo.distributed import gather_list, world  # noqa: E402
 from empo.model import load_model, load_tokenizer  # noqa: E402
 from empo.prompts import PRESETS, build_messages  # noqa: E402
 from empo.rewards import build_reward  # noqa: E402
-from scripted import SCRIPT, ScriptedTrainer  # noqa: E402
 
 QUESTIONS = [list(SCRIPT)[i] for i in (1, 0, 2)]  # kept, dropped, kept: 12 completions
 

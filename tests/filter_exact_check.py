@@ -10,7 +10,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from scripted import SCRIPT, lora_step_gradients  # noqa: E402
 
 

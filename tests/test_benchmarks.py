@@ -7,7 +7,14 @@ import pytest
 
 import empo._mathverify_pool as pool
 from empo import data as data_module
-from empo.benchmarks import BENCHMARKS, HUB, get_benchmark, grade, load_benchmark, split_top_level
+from empo.benchmarks import (
+    BENCHMARKS,
+    HUB,
+    get_benchmark,
+    grade,
+    load_benchmark,
+    split_top_level,
+)
 from empo.data import DataError
 
 EXPECTED_ROWS = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "amc23": 40, "gsm8k": 1319}

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from scripted import free_port, make_tiny_model
 
 HERE = Path(__file__).resolve().parent

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from empo.cli import main as cli_main
+from empo.errors import RunDirectoryError
 from empo.evaluation import EvalConfig, run_eval
 from empo.io import read_jsonl
 from empo.rollout import Sample
@@ -84,7 +85,7 @@ def test_killed_eval_resumes_where_it_stopped(tmp_path):
 
 def test_other_settings_in_the_same_directory_are_refused(tmp_path):
     run_eval(config(tmp_path, limit=4), ScriptedGenerator(), progress=False)
-    with pytest.raises(ValueError, match="temperature: 0.6 -> 1.0"):
+    with pytest.raises(RunDirectoryError, match="temperature: 0.6 -> 1.0"):
         run_eval(config(tmp_path, limit=4, temperature=1.0), ScriptedGenerator(), progress=False)
     # more problems or benchmarks with the same settings are fine
     run_eval(config(tmp_path, limit=8), ScriptedGenerator(), progress=False)

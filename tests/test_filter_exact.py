@@ -14,10 +14,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from scripted import (
+    SCRIPT,
+    G,
+    free_port,
+    lora_step_gradients,
+    make_tiny_model,
+    make_trainer,
+)
 
 from empo.entropy import FILTER_NORMALISATION
 from empo.errors import ConfigError
-from scripted import G, SCRIPT, free_port, lora_step_gradients, make_tiny_model, make_trainer
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS = list(SCRIPT)
@@ -96,7 +103,7 @@ def test_inexact_settings_are_refused_before_the_model_loads(tmp_path, tiny, set
     from trl import GRPOConfig
 
     from empo.configs import EmpoArguments
-    from empo.train import validate
+    from empo.recipe import validate
 
     args = GRPOConfig(output_dir=str(tmp_path), num_generations=G, per_device_train_batch_size=G, use_cpu=True,
                       bf16=False, report_to="none", **setting)

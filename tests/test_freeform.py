@@ -11,7 +11,15 @@ import pytest
 
 from empo.clustering import CLUSTERINGS, MathClusterer, build_clusterer
 from empo.configs import EmpoArguments
-from empo.freeform import FreeformClusterer, FreeformGuards, PairCache, cluster_texts, extract_freeform, normalise_text
+from empo.errors import ConfigError
+from empo.freeform import (
+    FreeformClusterer,
+    FreeformGuards,
+    PairCache,
+    cluster_texts,
+    extract_freeform,
+    normalise_text,
+)
 from empo.groups import analyse_group
 from empo.judges.base import Judge
 from empo.rewards import build_reward
@@ -172,15 +180,17 @@ def test_one_entry_point_chosen_by_the_recipe():
 
 
 def test_recipe_settings_are_checked_before_any_model_loads():
+    from empo.recipe import validate
+
     assert EmpoArguments().clustering == "math"  # math stays the default
-    with pytest.raises(ValueError, match="clustering: 'semantic'"):
-        EmpoArguments(clustering="semantic")
-    with pytest.raises(ValueError, match="'nli' entailment judge needs a model"):
-        EmpoArguments(clustering="entailment", entailment_judge="nli")
-    with pytest.raises(ValueError, match="min_majority_share"):
-        EmpoArguments(min_majority_share=1.5)
-    with pytest.raises(ValueError, match="entailment_judge"):
-        EmpoArguments(clustering="entailment", entailment_judge="gpt")
+    with pytest.raises(ConfigError, match="clustering: 'semantic'"):
+        validate(EmpoArguments(clustering="semantic"), None)
+    with pytest.raises(ConfigError, match="'nli' entailment judge needs a model"):
+        validate(EmpoArguments(clustering="entailment", entailment_judge="nli"), None)
+    with pytest.raises(ConfigError, match="min_majority_share"):
+        validate(EmpoArguments(min_majority_share=1.5), None)
+    with pytest.raises(ConfigError, match="entailment_judge"):
+        validate(EmpoArguments(clustering="entailment", entailment_judge="gpt"), None)
 
 
 def freeform_reward(name, g, judge, **kw):

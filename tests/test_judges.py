@@ -12,6 +12,7 @@
 import pytest
 import torch
 
+from empo.errors import ConfigError
 from empo.judges import build_judge
 from empo.judges.nli import NLIJudge, entailment_index
 from empo.model import ModelResolutionError
@@ -133,12 +134,13 @@ def test_general_verifier_prompt_is_raw_and_read_where_the_decision_goes(verifie
 def test_judge_template_is_a_verifier_setting():
     from empo.configs import EmpoArguments
     from empo.freeform import FreeformClusterer
+    from empo.recipe import validate
 
-    EmpoArguments(clustering="entailment", judge_template="general_verifier")
+    validate(EmpoArguments(clustering="entailment", judge_template="general_verifier"), None)
     for bad in (dict(), dict(clustering="embedding"), dict(clustering="entailment", entailment_judge="nli",
                                                              judge_model="x")):
-        with pytest.raises(ValueError, match="judge_template"):
-            EmpoArguments(judge_template="general_verifier", **bad)
+        with pytest.raises(ConfigError, match="judge_template"):
+            validate(EmpoArguments(judge_template="general_verifier", **bad), None)
     with pytest.raises(ValueError, match="judge_template"):
         FreeformClusterer("embedding", template="entailment")
     assert FreeformClusterer("entailment", template="entailment")._judge_options["template"] == "entailment"

@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 from empo import data as data_module
-from empo.benchmarks import (HUB, MULTIPLE_CHOICE, extract_choice, format_choices, get_benchmark, grade,
-                             load_benchmark, prompt_text, shuffled_options, vote_labels)
+from empo.benchmarks import (
+    HUB,
+    MULTIPLE_CHOICE,
+    extract_choice,
+    format_choices,
+    get_benchmark,
+    grade,
+    load_benchmark,
+    prompt_text,
+    shuffled_options,
+    vote_labels,
+)
 from empo.data import DataError
 from empo.evaluation import EvalConfig, run_eval
 from empo.io import read_jsonl

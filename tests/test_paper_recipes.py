@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from empo.train import parse_args, validate
+from empo.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml")
@@ -64,13 +64,10 @@ def test_there_are_natural_reasoning_recipes_with_the_official_values():
 
 @pytest.mark.parametrize("recipe", GPU_RECIPES, ids=recipe_id)
 def test_gpu_recipe_parses_and_validates(recipe, monkeypatch):
-    import empo.vllm_backend
-
-    # vLLM being installed is a property of the GPU machine, not of the recipe
-    monkeypatch.setattr(empo.vllm_backend, "require_vllm", lambda: None)
-    # --use_cpu: transformers refuses bf16 on a machine without a GPU unless told it is a CPU run
-    empo_args, training_args, model_args = parse_args(["--config", str(recipe), "--use_cpu", "true"])
-    validate(empo_args, training_args)
+    # any_machine: transformers refuses bf16 on a machine without a GPU unless told it is a CPU run;
+    # check_machine=False: vLLM being installed is a property of the GPU machine, not of the recipe
+    r = load_recipe(recipe, any_machine=True, check_machine=False)
+    empo_args, training_args, model_args = r.empo, r.training, r.model
     assert training_args.bf16 and training_args.gradient_checkpointing and training_args.use_vllm
     assert training_args.report_to and "none" not in training_args.report_to
     assert training_args.save_steps > 0 and training_args.hub_model_id

@@ -2,7 +2,12 @@
 
 import pytest
 
-from empo.pseudo_labels import advantage_agreement, group_advantages, run_diagnostics, sign_disagreement
+from empo.pseudo_labels import (
+    advantage_agreement,
+    group_advantages,
+    run_diagnostics,
+    sign_disagreement,
+)
 
 
 def test_sign_disagreement_counts_only_completions_where_both_signals_exist():

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from extras import HAVE_VLLM, REQUIRE_VLLM
 
 from empo.errors import ConfigError
-from empo.train import parse_args, validate
-from extras import HAVE_VLLM, REQUIRE_VLLM
+from empo.recipe import load_recipe, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").glob("*/*/*.yaml") if p.parent.name != "sweeps")
@@ -19,7 +19,8 @@ recipe_id = lambda p: str(p.relative_to(ROOT / "recipes"))  # noqa: E731
 
 @pytest.mark.parametrize("recipe", CPU_RECIPES, ids=recipe_id)
 def test_shipped_cpu_recipes_parse_and_validate(recipe):
-    empo_args, training_args, model_args = parse_args(["--config", str(recipe)])
+    r = load_recipe(recipe, check_machine=False)
+    empo_args, training_args, model_args = r.empo, r.training, r.model
     if training_args.use_vllm and not HAVE_VLLM and not REQUIRE_VLLM:
         # without the extra, a vLLM recipe must stop at validation with the one-line install hint
         with pytest.raises(ConfigError, match="use_vllm is set but vLLM is not installed.*install_vllm_cpu.sh"):
@@ -47,23 +48,22 @@ def write(tmp_path, **changes):
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path):
     with pytest.raises(ConfigError, match="unknown recipe key.*'lerning_rate' \\(did you mean 'learning_rate'\\?\\)"):
-        parse_args(["--config", write(tmp_path, lerning_rate=0.1)])
+        load_recipe(write(tmp_path, lerning_rate=0.1))
 
 
 def test_unknown_reward_is_named(tmp_path):
-    args = parse_args(["--config", write(tmp_path, reward_funcs=["empo", "gold"])])
-    with pytest.raises(ConfigError, match="unknown reward.*'gold'"):
-        validate(args[0], args[1])
+    with pytest.raises(ConfigError, match=r"r\.yaml: unknown reward.*'gold'"):
+        load_recipe(write(tmp_path, reward_funcs=["empo", "gold"]))
 
 
 def test_batch_not_whole_groups(tmp_path):
     with pytest.raises(ConfigError, match=r"r\.yaml: generation_batch_size \(12\) must be divisible by num_generations"):
-        parse_args(["--config", write(tmp_path, per_device_train_batch_size=12)])
+        load_recipe(write(tmp_path, per_device_train_batch_size=12))
 
 
 def test_command_line_overrides_recipe(tmp_path):
-    empo_args, training_args, _ = parse_args(["--config", write(tmp_path), "--max_steps", "3", "--delta_low", "0.2"])
-    assert training_args.max_steps == 3 and empo_args.delta_low == 0.2
+    r = load_recipe(write(tmp_path), ["--max_steps", "3", "--delta_low", "0.2"])
+    assert r.training.max_steps == 3 and r.empo.delta_low == 0.2 and r.sets("max_steps") and not r.sets("weight_decay")
 
 
 @pytest.mark.parametrize("spec", SWEEPS, ids=lambda p: str(p.relative_to(ROOT / "recipes")))

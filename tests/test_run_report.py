@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from transformers import TrainerControl, TrainerState
 
 from empo.run_report import LiveProgress, format_summary, step_rows, summarize_run

@@ -13,16 +13,23 @@ import pytest
 from empo.cli import main as cli_main
 from empo.errors import RunDirectoryError
 from empo.io import DirectoryLock, DirectoryLockedError, is_main_launcher_process
-from empo.runs import NOT_DEFINING, RECORD, check_run_directory, defining_differences, prepare_run_directory, run_record
-from empo.train import parse_args
+from empo.recipe import load_recipe
+from empo.runs import (
+    NOT_DEFINING,
+    RECORD,
+    check_run_directory,
+    defining_differences,
+    prepare_run_directory,
+    run_record,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "SmolLM2-135M-Instruct" / "empo" / "config_arith_cpu.yaml"
 
 
 def record_for(out, *flags):
-    empo_args, training_args, model_args = parse_args(["--config", str(RECIPE), "--output_dir", str(out), *flags])
-    return run_record(empo_args, training_args, model_args), empo_args
+    r = load_recipe(RECIPE, ["--output_dir", str(out), *flags])
+    return run_record(r.empo, r.training, r.model), r.empo
 
 
 def test_record_keeps_the_format_compare_reads(tmp_path):

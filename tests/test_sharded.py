@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from extras import needs_deepspeed
 from scripted import free_port, make_tiny_model
 
@@ -75,9 +74,8 @@ def test_a_step_outside_training_runs_so_fsdp2_resume_can_materialise_the_optimi
     # optimizer's state with one zero-gradient, lr=0 step (state_dict._init_optim_state). No training micro-step
     # has run then: skipping that step left the state empty and set_optimizer_state_dict failed ("Expected device
     # to be set"), so FSDP2 runs could not resume.
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
     from test_trainer import QUESTIONS, make_trainer
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     trainer = make_trainer(tmp_path, tiny, QUESTIONS[:2], per_device=8, weight_decay=0.1)
     optimizer = trainer.create_optimizer()
@@ -188,9 +186,10 @@ def test_the_cpu_default_recipe_trains_and_resumes_under_fsdp2_on_two_processes(
     from safetensors.torch import load_file
 
     from empo.model import load_model
-    from empo.train import DEFAULT_RECIPE
+    from empo.recipe import find_recipe
+    from empo.resources import DEFAULT_RECIPE
 
-    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text())
+    recipe = yaml.safe_load(find_recipe(DEFAULT_RECIPE).read_text())
     out = tmp_path / "out"
     # the tiny model and short completions; the recipe's global batch (2 processes x half); a checkpoint per step
     recipe.update(model_name_or_path=tiny, per_device_train_batch_size=recipe["per_device_train_batch_size"] // 2,

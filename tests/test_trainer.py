@@ -4,8 +4,7 @@ import json
 
 import pytest
 import torch
-
-from scripted import G, SCRIPT, generation_batch, make_tiny_model, make_trainer
+from scripted import SCRIPT, G, generation_batch, make_tiny_model, make_trainer
 
 QUESTIONS = list(SCRIPT)  # unanimous, mixed, mixed, all-different
 
@@ -139,10 +138,10 @@ def test_lora_adapter_saves_and_merges(tmp_path, tiny):
 
 def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny):
     """clustering: entailment through the trainer: answers are free text, the judge sees the bare question."""
+    from test_freeform import ScriptedJudge, both
+
     from empo.freeform import FreeformClusterer
     from empo.rewards import build_reward
-
-    from test_freeform import ScriptedJudge, both
 
     def run(judge):
         clusterer = FreeformClusterer("entailment", judge_obj=judge)

@@ -11,12 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from extras import needs_vllm
 
 from empo.cli import main as cli_main
 from empo.io import read_jsonl
-
-from extras import needs_vllm
 
 HERE = Path(__file__).resolve().parent
 

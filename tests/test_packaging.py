@@ -1,0 +1,59 @@
+"""The package as pip builds it: every sub-package is listed in pyproject.toml, and the shipped files (recipes,
+accelerate configs, prompt files, eval suites, data, the Slurm template) are found by name from any directory."""
+
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from empo import resources
+from empo.recipe import find_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_in_the_tree_is_listed_in_pyproject():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    in_tree = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "empo").rglob("__init__.py")}
+    mapped = {f"empo._shipped.{kind}" for kind in resources.SHIPPED}
+    assert listed == in_tree | mapped
+
+
+@pytest.fixture
+def elsewhere(tmp_path):
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # nothing of the repository is reachable by a relative path here
+    yield tmp_path
+    os.chdir(cwd)
+
+
+def test_shipped_files_resolve_by_repository_path_and_short_name_from_any_directory(elsewhere):
+    assert find_recipe("recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml") == \
+        find_recipe("SmolLM2-135M-Instruct/empo/config_arith_cpu") == find_recipe(resources.DEFAULT_RECIPE)
+    assert resources.resolve("recipes/accelerate_configs/zero3.yaml", "recipes") == \
+        resources.resolve("zero3", "recipes", subdir="accelerate_configs")
+    assert resources.resolve("eval/suites/paper_math.yaml", "suites") == resources.resolve("paper_math", "suites")
+    assert resources.resolve("recipes/prompts/freeform.yaml", "recipes").is_file()
+    assert resources.resolve("nope", "recipes") is None and resources.resolve("/abs/nope.yaml", "recipes") is None
+    names = resources.recipe_names()
+    assert "recipes/Qwen2.5-Math-7B/empo/config_numina20k.yaml" in names and all("/sweeps/" not in n for n in names)
+    assert all(find_recipe(n).is_file() for n in names)
+
+
+def test_a_local_file_wins_over_a_shipped_one(elsewhere):
+    local = elsewhere / "recipes" / "SmolLM2-135M-Instruct" / "empo" / "config_arith_cpu.yaml"
+    local.parent.mkdir(parents=True)
+    local.write_text("max_steps: 1\n")
+    assert find_recipe("recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml").resolve() == local.resolve()
+
+
+def test_shipped_data_and_suites_load_from_any_directory(elsewhere):
+    from empo.data import DataSpec, load_questions
+    from empo.evaluation import load_suite
+    from empo.launch.commands import SLURM_TEMPLATE
+
+    rows = load_questions(DataSpec(name="data/benchmarks/gsm8k.jsonl", limit=2))
+    assert len(rows) == 2 and rows == load_questions(DataSpec(name="gsm8k", limit=2))
+    assert load_suite("eval/suites/cpu_default.yaml")["benchmarks"] == "arith"
+    assert SLURM_TEMPLATE.is_file()
