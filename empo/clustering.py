@@ -233,21 +233,14 @@ def build_clusterer(kind: str = "math", **options):
     return FreeformClusterer(kind, **options)
 
 
-_BUILT: dict[tuple, object] = {}
-
-
 def clusterer_from_args(empo_args):
-    """One clusterer per recipe setting in this process, shared by the rewards and the trainer (a judge model
-    is loaded once)."""
+    """The clusterer a recipe's settings ask for. ``empo train`` builds one and gives the same object to the rewards
+    and the trainer (a judge model is loaded once)."""
     kind = getattr(empo_args, "clustering", "math")
     if kind == "math":
         return MathClusterer()
-    options = dict(judge=empo_args.entailment_judge, judge_model=empo_args.judge_model,
-                   threshold=empo_args.judge_threshold, device=empo_args.judge_device,
-                   batch_size=empo_args.judge_batch_size, template=empo_args.judge_template,
-                   max_answer_chars=empo_args.max_answer_chars,
-                   reject_question_echo=empo_args.reject_question_echo)
-    key = (kind, *sorted(options.items()))
-    if key not in _BUILT:
-        _BUILT[key] = build_clusterer(kind, **options)
-    return _BUILT[key]
+    return build_clusterer(kind, judge=empo_args.entailment_judge, judge_model=empo_args.judge_model,
+                           threshold=empo_args.judge_threshold, device=empo_args.judge_device,
+                           batch_size=empo_args.judge_batch_size, template=empo_args.judge_template,
+                           max_answer_chars=empo_args.max_answer_chars,
+                           reject_question_echo=empo_args.reject_question_echo)

@@ -37,7 +37,7 @@ import numpy as np
 
 from empo.benchmarks import get_benchmark
 from empo.errors import CompareError, ConfigError
-from empo.evaluation import EvalConfig, group_samples, maj_score, run_eval
+from empo.evaluation import EvalConfig, group_samples, maj_scores, run_eval
 from empo.io import atomic_write_json, atomic_write_text, read_jsonl
 from empo.provenance import format_provenance, provenance
 
@@ -145,7 +145,7 @@ def problem_scores(eval_dir: Path, benchmark: str, metric: str) -> dict[str, flo
     problems = group_samples(eval_dir / "samples.jsonl").get((benchmark, METRICS[metric]), {})
     if metric == "maj":
         bench = get_benchmark(benchmark)
-        return {pid: maj_score(bench, samples, len(samples)) for pid, samples in problems.items()}
+        return {pid: maj_scores(bench, samples, [len(samples)])[0] for pid, samples in problems.items()}
     return {pid: sum(s["correct"] for s in samples) / len(samples) for pid, samples in problems.items()}
 
 

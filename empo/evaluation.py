@@ -210,9 +210,11 @@ def summarize_benchmark(name: str, rows: list[dict], grouped: dict[tuple[str, st
         problems = [sampled[r["id"]] for r in rows if r["id"] in sampled]
         out[f"avg@{n}"] = mean_with_ci([_mean([s["correct"] for s in p]) for p in problems])
         out["pass@k"], out["maj@k"] = {}, {}
-        for k in _ks(n):
+        ks = _ks(n)
+        maj = [maj_scores(bench, p, ks) for p in problems]
+        for j, k in enumerate(ks):
             out["pass@k"][str(k)] = mean_with_ci([pass_at_k(n, sum(s["correct"] for s in p), k) for p in problems])
-            out["maj@k"][str(k)] = mean_with_ci([maj_score(bench, p, k) for p in problems])
+            out["maj@k"][str(k)] = mean_with_ci([scores[j] for scores in maj])
         out["sample_boxed_rate"] = _mean([s["answer"] is not None for p in problems for s in p])
         out["sample_mean_tokens"] = _mean([s["tokens"] for p in problems for s in p])
         for key in bench.breakdown:
@@ -222,10 +224,10 @@ def summarize_benchmark(name: str, rows: list[dict], grouped: dict[tuple[str, st
     return out
 
 
-def maj_score(bench, samples: list[dict], k: int) -> float:
-    """One problem's maj@k from its graded samples (votes: ``benchmarks.vote_labels``)."""
+def maj_scores(bench, samples: list[dict], ks: list[int]) -> list[float]:
+    """One problem's maj@k for each k from its graded samples (votes: ``benchmarks.vote_labels``, clustered once)."""
     labels = vote_labels(bench, [s["answer"] for s in samples])
-    return maj_at_k(labels, [s["correct"] for s in samples], k)
+    return [maj_at_k(labels, [s["correct"] for s in samples], k) for k in ks]
 
 
 def _split_by(rows: list[dict], key: str) -> dict[str, list[str]]:

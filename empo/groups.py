@@ -1,18 +1,21 @@
-"""One question's group of G answers, analysed once: clusters, entropy, majority.
+"""One question's group of G answers, analysed once: clusters, entropy, majority; and a generation batch's groups.
 
-Rewards, training metrics and rollouts all need the same clustering of the same answers; ``analyse_group``
-caches it so the math-verify work is done once per group however many consumers ask.
+``analyse_group`` clusters one group (math equivalence, or a free-form clusterer's judge) and computes its semantic
+entropy. ``BatchGroups`` is what the trainer builds once per generation batch: every process's answers gathered in
+one collective, cut into groups of G, each analysed once; the group rewards, the entropy filter, the metrics and
+the sample log all read it. Nothing is cached between batches.
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 from empo.answers import is_equivalent
 from empo.clustering import cluster_answers
+from empo.distributed import gather_list
 from empo.entropy import semantic_entropy
 
 
@@ -28,7 +31,7 @@ class GroupAnalysis:
     def size(self) -> int:
         return len(self.answers)
 
-    @cached_property  # derived once per (cached) group; rewards read it once per completion
+    @cached_property  # rewards read it once per completion
     def cluster_sizes(self) -> Counter:
         return Counter(self.cluster_ids)
 
@@ -75,25 +78,58 @@ class GroupAnalysis:
         return samples, majority is not None and same(majority, gold)
 
 
-@lru_cache(maxsize=4096)
-def _analyse(answers: tuple[str | None, ...]) -> GroupAnalysis:
-    ids = tuple(cluster_answers(list(answers)))
-    return GroupAnalysis(answers=answers, cluster_ids=ids, entropy=semantic_entropy(list(ids)))
-
-
-_FREEFORM: OrderedDict[tuple, GroupAnalysis] = OrderedDict()
-
-
 def analyse_group(answers: list[str | None], question: str | None = None, clusterer=None) -> GroupAnalysis:
-    """The group's analysis; ``clusterer`` (from :func:`empo.clustering.build_clusterer`) other than math
-    clusters by meaning given ``question``.  Cached per (clusterer, question, answers)."""
+    """The group's analysis; a ``clusterer`` (from :func:`empo.clustering.build_clusterer`) other than math clusters
+    by meaning given ``question``."""
     if clusterer is None or clusterer.kind == "math":
-        return _analyse(tuple(answers))
-    key = (clusterer, question, tuple(answers))  # the clusterer itself: its id could be reused after it dies
-    if key not in _FREEFORM:
-        ids = tuple(clusterer.cluster(list(answers), question))
-        _FREEFORM[key] = GroupAnalysis(answers=tuple(answers), cluster_ids=ids, entropy=semantic_entropy(list(ids)),
-                                       equivalent=lambda a, b: clusterer.equivalent(a, b, question))
-        while len(_FREEFORM) > 4096:
-            _FREEFORM.popitem(last=False)
-    return _FREEFORM[key]
+        ids = tuple(cluster_answers(list(answers)))
+        return GroupAnalysis(answers=tuple(answers), cluster_ids=ids, entropy=semantic_entropy(list(ids)))
+    ids = tuple(clusterer.cluster(list(answers), question))
+    return GroupAnalysis(answers=tuple(answers), cluster_ids=ids, entropy=semantic_entropy(list(ids)),
+                         equivalent=lambda a, b: clusterer.equivalent(a, b, question))
+
+
+@dataclass(frozen=True)
+class GroupRef:
+    """One completion's place in its batch's groups: the group and the completion's index in it."""
+
+    group: GroupAnalysis
+    index: int
+
+
+@dataclass
+class BatchGroups:
+    """A generation batch's groups, global over processes, built once (:func:`gather_groups`)."""
+
+    groups: list[GroupAnalysis]
+    group_size: int
+    offset: int                 # this process's first completion in the global batch
+    local_count: int            # this process's completions
+    texts: list[str]            # every completion of the global batch
+    golds: list                 # per completion: the gold column (logging only; None where unlabeled)
+    ids: list                   # per completion: the question id
+
+    @property
+    def size(self) -> int:
+        return len(self.texts)
+
+    def local_refs(self) -> list[GroupRef]:
+        """One :class:`GroupRef` per completion of this process, in order."""
+        g = self.group_size
+        return [GroupRef(self.groups[i // g], i % g) for i in range(self.offset, self.offset + self.local_count)]
+
+
+def gather_groups(texts: list[str], inputs: list[dict], clusterer, group_size: int) -> BatchGroups:
+    """Gather every process's (answer, gold, id, text, question) in one collective, cut the global batch into groups
+    of ``group_size`` consecutive completions (TRL's layout: a group may span processes) and analyse each once.
+    ``inputs`` are this process's dataset rows, one per completion (``problem``, ``answer``, ``id``)."""
+    local = [(clusterer.extract(t, x.get("problem")), x.get("answer"), x.get("id"), t, x.get("problem"))
+             for t, x in zip(texts, inputs)]
+    rows, offset = gather_list(local)
+    if len(rows) % group_size:
+        raise ValueError(f"{len(rows)} completions are not a whole number of groups of num_generations={group_size}")
+    answers, golds, ids, all_texts, questions = (list(col) for col in zip(*rows))
+    groups = [analyse_group(answers[i:i + group_size], questions[i], clusterer)
+              for i in range(0, len(answers), group_size)]
+    return BatchGroups(groups=groups, group_size=group_size, offset=offset, local_count=len(texts), texts=all_texts,
+                       golds=golds, ids=ids)

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from empo.answers import extract_answer, is_equivalent
-from empo.distributed import gather_list, world
+from empo.distributed import world
 from empo.errors import ConfigError
-from empo.groups import GroupAnalysis, analyse_group
+from empo.clustering import MathClusterer
+from empo.groups import GroupAnalysis, GroupRef, gather_groups
 from empo.rollout import chat_prompt
 
 
@@ -64,41 +65,38 @@ class GroupedReward:
 class ClusterReward(GroupedReward):
     """A reward read off each group's semantic clustering (``score_group``).
 
-    Whole groups are scored even when a question's G completions are spread over several processes: every
-    process's answers are gathered, the global batch is scored, and this process's slice is returned.
+    Inside ``EmpoTrainer`` the groups come with the call (``empo_group``: one :class:`empo.groups.GroupRef` per
+    completion, from the trainer's one analysis of the generation batch). Called on its own, the reward builds them:
+    every process's answers are gathered, the global batch is cut into groups of G and clustered (with
+    ``clusterer``), so a group spread over several processes is scored whole; this process's slice is returned.
     """
 
     def __init__(self, num_generations: int, clusterer=None, min_majority_share: float = 0.0):
         super().__init__(num_generations)
         if not 0.0 <= min_majority_share <= 1.0:
             raise ConfigError(f"min_majority_share must be in [0, 1], got {min_majority_share}")
-        self.clusterer = clusterer  # None: math answers (last \boxed{}), math equivalence
+        self.clusterer = clusterer or MathClusterer()  # math: last \boxed{} answer, mathematical equivalence
         self.min_majority_share = min_majority_share
 
     def score_group(self, group: GroupAnalysis) -> list[float]:
         raise NotImplementedError
 
-    def __call__(self, prompts, completions, **kwargs):
-        texts = [completion_text(c) for c in completions]
-        if self.clusterer is None:
-            answers, offset = gather_list([extract_answer(t) for t in texts])
-            questions = [None] * len(answers)
-        else:  # free-form: the question (dataset column 'problem', else the prompt) is the judge's context
-            local_q = kwargs.get("problem") or [prompt_text(p) for p in prompts]
-            rows, offset = gather_list([(self.clusterer.extract(t, q), q) for t, q in zip(texts, local_q)])
-            answers, questions = [r[0] for r in rows], [r[1] for r in rows]
-        g = self.num_generations
-        if len(answers) % g:
-            raise ValueError(f"reward '{self.name}': got {len(answers)} completions, not a whole number of groups "
-                             f"of num_generations={g}")
-        scores = []
-        for i in range(0, len(answers), g):
-            group = analyse_group(answers[i:i + g], questions[i], self.clusterer)
-            if self.min_majority_share and group.majority_ratio < self.min_majority_share:
-                scores.extend([0.0] * g)  # no consensus (noise): nobody in the group is rewarded
-            else:
-                scores.extend(self.score_group(group))
-        return scores[offset:offset + len(completions)]
+    def __call__(self, prompts, completions, empo_group: list[GroupRef] | None = None, **kwargs):
+        if empo_group is None:
+            texts = [completion_text(c) for c in completions]
+            # free-form judges read the question: the dataset column 'problem', else the prompt's last user turn
+            questions = kwargs.get("problem") or [prompt_text(p) for p in prompts]
+            rows = [{"problem": q} for q in questions]
+            empo_group = gather_groups(texts, rows, self.clusterer, self.num_generations).local_refs()
+        scores: dict[int, list[float]] = {}  # per group object: each group is scored once
+        out = []
+        for ref in empo_group:
+            key = id(ref.group)
+            if key not in scores:
+                noise = self.min_majority_share and ref.group.majority_ratio < self.min_majority_share
+                scores[key] = [0.0] * ref.group.size if noise else self.score_group(ref.group)  # noise: nobody wins
+            out.append(scores[key][ref.index])
+        return out
 
 
 def prompt_text(prompt: Any) -> str:

@@ -37,12 +37,11 @@ def build_dataset(empo_args):
     return datasets.Dataset.from_list(rows)
 
 
-def build_rewards(empo_args, num_generations: int):
-    from empo.clustering import clusterer_from_args
+def build_rewards(empo_args, num_generations: int, clusterer=None):
+    """The recipe's rewards; the group rewards get ``clusterer`` (the trainer's, so a judge model loads once)."""
     from empo.rewards import build_reward
 
-    cluster_options = {"clusterer": None if empo_args.clustering == "math" else clusterer_from_args(empo_args),
-                       "min_majority_share": empo_args.min_majority_share}
+    cluster_options = {"clusterer": clusterer, "min_majority_share": empo_args.min_majority_share}
     options = {"empo": {"no_answer_reward": empo_args.no_answer_reward, **cluster_options},
                "majority_vote": cluster_options,
                "random": {"seed": empo_args.random_reward_seed},
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from trl import get_peft_config
 
     from empo.callbacks import CollapseMonitor, JsonlMetricsCallback
-    from empo.clustering import set_limits
+    from empo.clustering import clusterer_from_args, set_limits
     from empo.model import check_model_spec, load_model, load_tokenizer, set_threads
     from empo.trainer import EmpoTrainer
 
@@ -102,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = load_model(model_args.model_name_or_path, dtype=model_args.dtype or "float32")
     model.train()
+    clusterer = clusterer_from_args(empo_args)
     trainer = EmpoTrainer(
         model=model,
-        reward_funcs=build_rewards(empo_args, training_args.num_generations),
+        reward_funcs=build_rewards(empo_args, training_args.num_generations, clusterer),
         args=training_args,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         callbacks=[JsonlMetricsCallback(),
                    CollapseMonitor(early_stop=empo_args.collapse_early_stop, patience=empo_args.collapse_patience)],
         empo_args=empo_args,
+        clusterer=clusterer,
     )
     warn_if_fsdp_dropped(trainer)
     if trainer.pop_callback(ProgressCallback) is not None:  # a bar with live figures instead of one dict per step

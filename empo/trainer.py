@@ -2,10 +2,11 @@
 
 It reuses TRL's generation, advantage computation and loss untouched, and overrides these hooks:
 
-- ``_calculate_rewards``: remembers this process's completions (the answers are clustered once, cached).
+- ``_calculate_rewards``: builds the generation batch's groups once (``empo.groups.gather_groups``: every process's
+  answers in one collective, cut into groups of G, each clustered once with the trainer's clusterer) and hands them
+  to the rewards with TRL's reward call, so the group rewards score exactly these groups.
 - ``_generate_and_score_completions``: after TRL scored the generation batch (and before its buffer is split
-  into micro-batches), regroups the answers of all processes, computes each group's semantic entropy and keeps
-  a group only when delta_low < H < delta_high.
+  into micro-batches), keeps a group only when delta_low < H < delta_high, from the same groups.
 - ``compute_loss``: TRL's loss times the generation batch's filter scale (below).
 - the optimizer's ``step``: skipped when no process had a kept token in the whole accumulation window, so a
   batch whose groups were all filtered moves no weight (no weight decay, no Adam momentum step).
@@ -46,9 +47,8 @@ import torch
 from trl import GRPOTrainer
 
 from empo.clustering import GRADING
-from empo.distributed import gather_list
-from empo.entropy import FILTER_NORMALISATION, check_filter_exact, keep_group
-from empo.groups import analyse_group
+from empo.entropy import FILTER_NORMALISATION, keep_group
+from empo.groups import BatchGroups, gather_groups
 from empo.io import JsonlAppender
 from empo.pseudo_labels import sign_disagreement
 from empo.rewards import completion_text
@@ -58,14 +58,15 @@ class EmpoTrainer(GRPOTrainer):
     def __init__(self, *args, empo_args=None, clusterer=None, **kwargs):
         from empo.clustering import clusterer_from_args
         from empo.configs import EmpoArguments
+        from empo.recipe import validate
 
         self.empo_args = empo_args or EmpoArguments()
         training_args = kwargs.get("args")
-        if self.empo_args.entropy_filter and training_args is not None:
-            check_filter_exact(training_args)
-        # the same clusterer object the rewards got (a judge model is loaded once); ``clusterer=`` overrides it
+        validate(self.empo_args, training_args, check_machine=False)  # the recipe's checks, for direct callers too
+        # the clusterer of the batch's groups (empo train gives the rewards the same object: a judge loads once)
         self._clusterer = clusterer or clusterer_from_args(self.empo_args)
-        self._local_batch: tuple[list, list] | None = None
+        self._batch: BatchGroups | None = None  # this generation batch's groups (built in _calculate_rewards)
+        self._batch_rewards: torch.Tensor | None = None
         self._window_kept_tokens = 0
         self._skipped_optimizer_steps = 0
         # This optimizer step's decision (True: step), shared by its step() calls; None once a training micro-step
@@ -88,27 +89,24 @@ class EmpoTrainer(GRPOTrainer):
 
     # --- hooks -------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # The one group analysis of this generation batch: the group rewards score these groups (``empo_group``
+        # reaches them as a column of TRL's reward call), the filter and the logs below read them.
+        g = self.num_generations if self.model.training else self.num_generations_eval
+        self._batch = gather_groups([completion_text(c) for c in completions], inputs, self._clusterer, g)
+        inputs = [dict(x, empo_group=ref) for x, ref in zip(inputs, self._batch.local_refs())]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._local_batch = (inputs, completions, rewards_per_func)  # rewards are already gathered by TRL
+        self._batch_rewards = rewards_per_func  # already gathered over processes by TRL
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
-        local_inputs, local_completions, rewards_per_func = self._local_batch
-        texts = [completion_text(c) for c in local_completions]
-        clusterer = self._clusterer
-        # one collective for everything the group view needs: (answer, gold, id, text, question) per completion
-        rows, offset = gather_list([(clusterer.extract(t, x.get("problem")), x.get("answer"), x.get("id"), t,
-                                     x.get("problem")) for t, x in zip(texts, local_inputs)])
-        answers, golds, ids, all_texts, questions = (list(col) for col in zip(*rows))
-        g = self.num_generations if mode == "train" else self.num_generations_eval
-        groups = [analyse_group(answers[i:i + g], questions[i], clusterer) for i in range(0, len(answers), g)]
+        batch, groups, g = self._batch, self._batch.groups, self._batch.group_size
         ea = self.empo_args
         kept = [not ea.entropy_filter or keep_group(gr.entropy, g, ea.delta_low, ea.delta_high) for gr in groups]
 
         device = output["completion_mask"].device
-        keep = torch.tensor([k for k in kept for _ in range(g)], device=device)[offset:offset + len(texts)]
+        keep = torch.tensor([k for k in kept for _ in range(g)], device=device)[batch.offset:batch.offset + batch.local_count]
         if mode == "train":
             all_tokens = output["num_items_in_batch"]
             if not all(kept):
@@ -118,7 +116,7 @@ class EmpoTrainer(GRPOTrainer):
             # sequence-normalised losses: all rows / kept rows of the global generation batch (1 when none is kept:
             # the loss is then zero and the optimizer step is skipped). A 0-dim tensor reaches every micro-batch.
             kept_rows = sum(kept) * g
-            sequence_scale = len(answers) / kept_rows if kept_rows else 1.0
+            sequence_scale = batch.size / kept_rows if kept_rows else 1.0
             by_sequences = FILTER_NORMALISATION.get(self.loss_type) == "sequences"
             output["empo_loss_scale"] = torch.tensor(sequence_scale if by_sequences else 1.0, device=device)
             kept_tokens = output["num_items_in_batch"].item()
@@ -127,10 +125,10 @@ class EmpoTrainer(GRPOTrainer):
 
         # TRL's advantages of the whole generation batch (all processes, before the filter zeroed any), the last
         # entries of its completion log
-        advantages = list(self._logs["advantages"])[-len(answers):]
-        self._log_group_metrics(mode, groups, kept, answers, golds, advantages, g)
+        advantages = list(self._logs["advantages"])[-batch.size:]
+        self._log_group_metrics(mode, batch, kept, advantages)
         if mode == "train" and self._sample_log is not None:
-            self._write_samples(groups, kept, ids, all_texts, golds, rewards_per_func.tolist(), advantages, g)
+            self._write_samples(batch, kept, self._batch_rewards.tolist(), advantages)
         return output
 
     def _prepare_inputs(self, generation_batch):
@@ -176,7 +174,9 @@ class EmpoTrainer(GRPOTrainer):
         return optimizer
 
     # --- logging -----------------------------------------------------------------------------------------------
-    def _log_group_metrics(self, mode, groups, kept, answers, golds, advantages, g):
+    def _log_group_metrics(self, mode, batch, kept, advantages):
+        groups, golds, g = batch.groups, batch.golds, batch.group_size
+        answers = [a for gr in groups for a in gr.answers]
         m = self._metrics[mode]
         m["empo/entropy_mean"].append(sum(gr.entropy for gr in groups) / len(groups))
         m["empo/entropy_max_possible"].append(math.log(g))
@@ -204,10 +204,10 @@ class EmpoTrainer(GRPOTrainer):
                 if pairs:
                     m["empo/gold_sign_disagreement"].append(sum(d for d, _ in counts) / pairs)
 
-    def _write_samples(self, groups, kept, ids, texts, golds, rewards, advantages, g):
+    def _write_samples(self, batch, kept, rewards, advantages):
         """One row per question group and generation step: completions, answers, clusters, rewards, decision."""
-        step = self.state.global_step
-        for qi, (gr, k) in enumerate(zip(groups, kept)):
+        step, g, ids, texts, golds = self.state.global_step, batch.group_size, batch.ids, batch.texts, batch.golds
+        for qi, (gr, k) in enumerate(zip(batch.groups, kept)):
             sl = slice(qi * g, (qi + 1) * g)
             self._sample_log.write({
                 "step": step, "id": ids[qi * g], "entropy": gr.entropy, "kept": k,

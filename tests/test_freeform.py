@@ -236,7 +236,8 @@ def test_train_wires_the_recipe_setting_into_dataset_and_rewards():
                          reward_funcs=["empo", "majority_vote", "format"])
     ds = build_dataset(free)
     assert ds[0]["problem"] in ds[0]["prompt"][-1]["content"]
-    empo, mv, fmt = build_rewards(free, 4)
-    assert empo.clusterer is mv.clusterer is clusterer_from_args(free)  # one judge for rewards and trainer
+    clusterer = clusterer_from_args(free)  # empo train builds one and gives it to the trainer too
+    empo, mv, fmt = build_rewards(free, 4, clusterer)
+    assert empo.clusterer is mv.clusterer is clusterer  # one judge for rewards and trainer
     assert empo.clusterer.kind == "embedding" and empo.min_majority_share == mv.min_majority_share == 0.4
-    assert build_rewards(math_args, 4)[0].clusterer is None
+    assert build_rewards(math_args, 4)[0].clusterer.kind == "math"

@@ -38,7 +38,7 @@ def test_rewards_match_script(tmp_path, tiny):
     trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("empo", "majority_vote", "format"))
     trainer.model.train()
     trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
-    rewards = trainer._local_batch[2]
+    rewards = trainer._batch_rewards
     expected_empo = [1, 1, 1, 1, .5, .5, .25, 0, .5, .5, .25, .25, .25, .25, .25, .25]
     assert rewards[:, 0].tolist() == expected_empo
     assert rewards[:, 1].tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1]
@@ -52,7 +52,7 @@ def test_label_free_reward_ignores_gold_column(tmp_path, tiny):
     for t in (right, wrong):
         t.model.train()
         out = t._generate_and_score_completions(generation_batch(t, QUESTIONS))
-        results.append((t._local_batch[2].clone(), out["advantages"].clone(), out["completion_mask"].clone()))
+        results.append((t._batch_rewards.clone(), out["advantages"].clone(), out["completion_mask"].clone()))
     for a, b in zip(*results):
         assert torch.equal(a, b)
     # ...while the logged gold metrics do see the difference
@@ -109,7 +109,7 @@ def test_self_certainty_reward_uses_policy_logits(tmp_path, tiny):
     trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("self_certainty",))
     trainer.model.train()
     trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
-    sc = trainer._local_batch[2][:, 0].tolist()
+    sc = trainer._batch_rewards[:, 0].tolist()
     assert all(math.isfinite(x) and x >= 0 for x in sc)  # KL(uniform || p) >= 0
     assert sc[0] == pytest.approx(sc[1]) == pytest.approx(sc[3])  # identical completions, identical certainty
     assert sc[4] != pytest.approx(sc[6])  # different completions, different certainty
@@ -160,5 +160,27 @@ def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny)
     judge = ScriptedJudge(both("8", "\\frac{16}{2}"))
     kept, trainer = run(judge)
     assert kept == [False, True, True, False]
-    assert trainer._local_batch[2][8:12, 0].tolist() == [.5, .5, .25, .25]
+    assert trainer._batch_rewards[8:12, 0].tolist() == [.5, .5, .25, .25]
     assert {q for q, _ in judge.questions} <= set(QUESTIONS)  # the bare question, not the templated prompt
+
+
+def test_one_answer_gather_and_one_analysis_per_generation_batch(tmp_path, tiny, monkeypatch):
+    """The group rewards score the trainer's groups: the batch's answers are gathered once and each group is
+    clustered once, however many group rewards read them."""
+    import empo.groups
+
+    gathers, analyses = [], []
+    gather, analyse = empo.groups.gather_list, empo.groups.analyse_group
+    monkeypatch.setattr(empo.groups, "gather_list", lambda rows: gathers.append(len(rows)) or gather(rows))
+    monkeypatch.setattr(empo.groups, "analyse_group", lambda *a, **k: analyses.append(a[0]) or analyse(*a, **k))
+    trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("empo", "majority_vote", "format"))
+    trainer.model.train()
+    trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
+    assert gathers == [len(QUESTIONS) * G] and len(analyses) == len(QUESTIONS)
+    # on its own (outside the trainer) a group reward builds its groups itself, with the same result
+    from empo.rewards import build_reward
+
+    completions = [f"The answer is \\boxed{{{a}}}." if a is not None else "I think." for q in QUESTIONS
+                   for a in SCRIPT[q]]
+    alone = build_reward("empo", G)(prompts=["?"] * len(completions), completions=completions)
+    assert alone == trainer._batch_rewards[:, 0].tolist() and len(gathers) == 2
