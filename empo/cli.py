@@ -43,11 +43,11 @@ BACKENDS = ["hf", "vllm"]
 def make_generator(backend: str, model: str, adapter: str | None, dtype: str, threads: int, seed: int = 0):
     """The rollout engine both ``empo rollout`` and ``empo eval`` sample with."""
     from empo.model import load_model, load_tokenizer
-    from empo.rollout import HFGenerator
+    from empo.rollout.hf import HFGenerator
 
     tokenizer = load_tokenizer(model)
     if backend == "vllm":
-        from empo.vllm_backend import VLLMGenerator
+        from empo.rollout.vllm_engine import VLLMGenerator
 
         return VLLMGenerator(model, tokenizer, adapter=adapter, dtype=dtype, num_threads=threads, seed=seed)
     return HFGenerator(load_model(model, dtype=dtype, adapter=adapter), tokenizer)
@@ -57,7 +57,7 @@ def _rollout(args) -> int:
     from empo.data import DataSpec, load_questions
     from empo.model import check_adapter, check_model_spec, set_threads
     from empo.prompts import get_prompt_config
-    from empo.rollout import SamplingConfig, format_summary, run_rollout
+    from empo.rollout.hf import SamplingConfig, format_summary, run_rollout
 
     check_model_spec(args.model)
     check_adapter(args.adapter)
@@ -83,8 +83,8 @@ def _rollout(args) -> int:
 
 
 def _add_eval(sub, suite: dict | None = None) -> None:
-    from empo.benchmarks import BENCHMARKS
-    from empo.evaluation import EvalConfig
+    from empo.evaluation.benchmarks import BENCHMARKS
+    from empo.evaluation.evaluate import EvalConfig
 
     d = EvalConfig(**(suite or {}))
     p = sub.add_parser("eval", help="Evaluate a model, checkpoint or LoRA adapter on math and multiple-choice "
@@ -113,7 +113,7 @@ def _add_eval(sub, suite: dict | None = None) -> None:
 
 
 def _eval(args) -> int:
-    from empo.evaluation import (
+    from empo.evaluation.evaluate import (
         EvalConfig,
         check_resumable,
         format_report,
@@ -158,7 +158,7 @@ def _train(args, rest: list[str]) -> int:
 
 
 def _add_compare(sub) -> None:
-    from empo.compare import EvalBlock
+    from empo.compare.core import EvalBlock
 
     d = EvalBlock(name="eval")
     p = sub.add_parser("compare", help="Evaluate runs that differ only in the reward (and the base model) and "
@@ -179,7 +179,7 @@ def _add_compare(sub) -> None:
 
 
 def _compare(args) -> int:
-    from empo.compare import EvalBlock, Sweep, compare, run_sweep
+    from empo.compare.core import EvalBlock, Sweep, compare, run_sweep
     from empo.model import set_threads
 
     allow = {k.strip() for k in args.allow_diff.split(",") if k.strip()}
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args, argv: list[str]) -> int:
     if getattr(args, "suite", None):  # the suite's settings become the defaults; flags given beside it still win
-        from empo.evaluation import load_suite
+        from empo.evaluation.evaluate import load_suite
 
         args = build_parser(eval_suite=load_suite(args.suite)).parse_args(argv)
     args.argv = argv  # recorded with published results

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: How answers are clustered (EmpoArguments.clustering); empo.clustering.build_clusterer builds each.
+#: How answers are clustered (EmpoArguments.clustering); empo.clustering.math_clusters.build_clusterer builds each.
 CLUSTERINGS = ("math", "entailment", "embedding")
-#: The judges of the 'entailment' clustering (EmpoArguments.entailment_judge); empo.judges builds each.
+#: The judges of the 'entailment' clustering (EmpoArguments.entailment_judge); empo.clustering.judges builds each.
 ENTAILMENT_JUDGES = ("verifier", "nli")
 
 
@@ -50,7 +50,7 @@ class EmpoArguments:
     delta_low: float = field(default=0.0, metadata={"help": "Lower entropy bound in nats (exclusive)."})
     delta_high: float | None = field(default=None, metadata={
         "help": "Upper entropy bound in nats (exclusive); None means log(G), dropping all-different groups."})
-    # clustering (empo.clustering.build_clusterer; free-form answers: empo.freeform, judges: empo.judges)
+    # clustering (empo.clustering.math_clusters.build_clusterer; free-form answers: empo.clustering.freeform, judges: empo.clustering.judges)
     clustering: str = field(default="math", metadata={
         "help": "How answers are extracted and clustered: 'math' (last \\boxed{}, mathematical equivalence), "
                 "'entailment' (free-form text, bidirectional entailment by entailment_judge) or 'embedding' "
@@ -83,7 +83,7 @@ class EmpoArguments:
     collapse_early_stop: bool = field(default=False, metadata={
         "help": "Stop when the collapse monitor fires (see empo.monitors); it always logs a warning."})
     collapse_patience: int = field(default=3, metadata={"help": "Consecutive logging steps of collapse signs to fire."})
-    # grading limits (wall-clock; see empo._mathverify_pool)
+    # grading limits (wall-clock; see empo.grading.mathverify_pool)
     math_timeout: float | None = field(default=None, metadata={
         "help": "Seconds one math-verify operation (a parse, or a comparison of two answers) may take before it "
                 "counts as 'not equivalent' (default: $EMPO_MATH_TIMEOUT or 5). An answer that times out against "
@@ -102,7 +102,7 @@ class EmpoArguments:
     restart: bool = field(default=False, metadata={
         "help": "Start output_dir afresh even if it holds a run with other settings: its contents are moved to "
                 "<output_dir>.replaced-<UTC time>/ (nothing is deleted). Without it, a resume with different "
-                "defining settings is refused (see empo.runs)."})
+                "defining settings is refused (see empo.training.run_dir)."})
     # launch (read by `empo launch`; training itself ignores them)
     accelerate_config: str | None = field(default=None, metadata={
         "help": "accelerate config file `empo launch` starts this recipe with (e.g. "

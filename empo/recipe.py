@@ -108,7 +108,7 @@ def check_known_keys(config: dict, known: set[str], what: str) -> None:
 def validate(empo_args, training_args, check_machine: bool = True) -> None:
     """Every check a recipe gets, before any model loads; one :class:`ConfigError` naming the setting."""
     from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES
-    from empo.rewards import REWARDS
+    from empo.training.rewards import REWARDS
 
     e = empo_args
     if e.clustering not in CLUSTERINGS:
@@ -138,12 +138,12 @@ def validate(empo_args, training_args, check_machine: bool = True) -> None:
     if training_args.num_generations < 2:
         raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
     if e.entropy_filter:
-        from empo.entropy import check_filter_exact
+        from empo.clustering.entropy import check_filter_exact
 
         check_filter_exact(training_args)
     if check_machine and training_args.use_vllm:
         from empo.errors import MissingExtraError
-        from empo.vllm_backend import require_vllm
+        from empo.rollout.vllm_engine import require_vllm
 
         try:
             require_vllm()

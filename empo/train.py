@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 2 -m empo.train --config <recipe>
 
 A run started again with the same command resumes from the last checkpoint in ``output_dir``; started with other
-defining settings it is refused before the model loads (``empo.runs``; ``--restart true`` starts afresh). One
+defining settings it is refused before the model loads (``empo.training.run_dir``; ``--restart true`` starts afresh). One
 process writes an ``output_dir`` at a time (``empo.io.DirectoryLock``).
 """
 
@@ -39,7 +39,7 @@ def build_dataset(empo_args):
 
 def build_rewards(empo_args, num_generations: int, clusterer=None):
     """The recipe's rewards; the group rewards get ``clusterer`` (the trainer's, so a judge model loads once)."""
-    from empo.rewards import build_reward
+    from empo.training.rewards import build_reward
 
     cluster_options = {"clusterer": clusterer, "min_majority_share": empo_args.min_majority_share}
     options = {"empo": {"no_answer_reward": empo_args.no_answer_reward, **cluster_options},
@@ -50,13 +50,13 @@ def build_rewards(empo_args, num_generations: int, clusterer=None):
 
 
 def claim_run_directory(empo_args, training_args, model_args):
-    """Lock ``output_dir`` (one writer) and check or start its record (see empo.runs), before any model loads.
+    """Lock ``output_dir`` (one writer) and check or start its record (see empo.training.run_dir), before any model loads.
 
     Under torchrun/accelerate only rank 0 locks and writes; the other ranks check the record read-only.
     Returns the lock, held for the life of the process.
     """
     from empo.io import DirectoryLock, is_main_launcher_process
-    from empo.runs import check_run_directory, prepare_run_directory, run_record
+    from empo.training.run_dir import check_run_directory, prepare_run_directory, run_record
 
     out = Path(training_args.output_dir)
     record = run_record(empo_args, training_args, model_args)
@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
-    from empo.callbacks import CollapseMonitor, JsonlMetricsCallback
-    from empo.clustering import clusterer_from_args, set_limits
+    from empo.training.callbacks import CollapseMonitor, JsonlMetricsCallback
+    from empo.clustering.math_clusters import clusterer_from_args, set_limits
     from empo.model import check_model_spec, load_model, load_tokenizer, set_threads
-    from empo.trainer import EmpoTrainer
+    from empo.training.trainer import EmpoTrainer
 
     check_model_spec(model_args.model_name_or_path)
     set_threads(empo_args.num_threads)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     warn_if_fsdp_dropped(trainer)
     if trainer.pop_callback(ProgressCallback) is not None:  # a bar with live figures instead of one dict per step
-        from empo.run_report import LiveProgress
+        from empo.training.report import LiveProgress
 
         trainer.add_callback(LiveProgress())
     out = Path(training_args.output_dir)
@@ -166,7 +166,7 @@ def _report(trainer, empo_args, first_step: int, seconds: float, interrupted: bo
     """The end of a run: training_curves.png, then the summary on stdout (main process only)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from empo.run_report import format_summary, plot_training_curves, summarize_run
+    from empo.training.report import format_summary, plot_training_curves, summarize_run
 
     out = Path(trainer.args.output_dir)
     if (out / "metrics.jsonl").exists():

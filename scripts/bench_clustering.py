@@ -6,7 +6,7 @@ group takes one gold answer and fills its slots with the gold itself, equivalent
 and wrong variants (other golds, off-by-one numbers, a changed digit, an open/closed bracket swap), plus the odd
 missing answer.  Then it measures answers per second for
 
-(a) ``empo.clustering.cluster_answers`` (canonical forms, exact numbers, one math-verify task per group in a
+(a) ``empo.clustering.math_clusters.cluster_answers`` (canonical forms, exact numbers, one math-verify task per group in a
     worker process), and
 (b) the naive greedy approach: each answer is compared with every existing cluster's first member through
     ``math_verify.verify(math_verify.parse(rep), math_verify.parse(answer))`` -- no caching, main thread,
@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from empo.answers import canonical_form, numeric_value  # noqa: E402
-from empo.clustering import cluster_answers  # noqa: E402
+from empo.grading.answers import canonical_form, numeric_value  # noqa: E402
+from empo.clustering.math_clusters import cluster_answers  # noqa: E402
 
 BENCHMARKS = ["math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gsm8k"]
 UNITS = ["cm", "meters", "dollars", "units", "degrees"]
@@ -188,8 +188,8 @@ def partition(ids: list[int]) -> set[frozenset[int]]:
 
 def _fresh_empo_state() -> float:
     """Close the math-verify worker, clear every cache, start a new worker; returns the start-up seconds."""
-    from empo import _mathverify_pool as mvpool
-    from empo import answers as answers_mod
+    from empo.grading import mathverify_pool as mvpool
+    from empo.grading import answers as answers_mod
 
     mvpool.shutdown()
     mvpool._pair_cache.clear()
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_naive:
         import math_verify
 
-        from empo._mathverify_pool import _WARM_UP
+        from empo.grading.mathverify_pool import _WARM_UP
 
         k = min(args.naive_groups or len(groups), len(groups))
         n_k = sum(len(g) for g in groups[:k])

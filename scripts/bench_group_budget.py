@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r'''
 import json, sys, time
-from empo import _mathverify_pool as pool
-from empo.clustering import GRADING, cluster_answers
+from empo.grading import mathverify_pool as pool
+from empo.clustering.math_clusters import GRADING, cluster_answers
 
 timeout, budget = float(sys.argv[1]), sys.argv[2]
 budget = None if budget == "default" else float(budget)

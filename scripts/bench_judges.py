@@ -8,7 +8,7 @@ meaning" when both directions reach the judge's threshold -- the bidirectional r
 * the same at the threshold that maximises F1 on this set (in-sample, so optimistic: a calibration hint, not
   a held-out figure);
 * directed pairs per second of scoring (CPU, ``--threads`` torch threads, model load excluded), and groups per
-  second of :func:`empo.freeform.cluster_texts` on one group per question of the set (its distinct answers);
+  second of :func:`empo.clustering.freeform.cluster_texts` on one group per question of the set (its distinct answers);
 * Cohen's kappa and raw agreement of every two judges' decisions.
 
     python scripts/bench_judges.py                                  # embedding + verifier -> benchmarks/judges_cpu.json
@@ -52,7 +52,7 @@ def kappa(x: list[bool], y: list[bool]) -> dict:
 
 
 def evaluate(judge, rows: list[dict], cluster_groups: int | None = None) -> dict:
-    from empo.freeform import PairCache, cluster_texts
+    from empo.clustering.freeform import PairCache, cluster_texts
 
     gold = [r["same_meaning"] for r in rows]
     judge.entails(rows[0]["question"], [(rows[0]["a"], rows[0]["b"])])  # warm-up, not timed
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     import torch
 
     from empo.io import atomic_write_json
-    from empo.judges import build_judge
+    from empo.clustering.judges import build_judge
     from empo.provenance import provenance
 
     torch.set_num_threads(args.threads)

@@ -52,7 +52,7 @@ def make_adapter(a, out_dir: str) -> str:
 def bench_generate(variant: str, a) -> dict:
     from empo.model import load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config
-    from empo.rollout import HFGenerator, SamplingConfig
+    from empo.rollout.hf import HFGenerator, SamplingConfig
 
     threads = set_threads(a.threads)
     tok = load_tokenizer(a.model)
@@ -62,7 +62,7 @@ def bench_generate(variant: str, a) -> dict:
     if variant == "hf-generate":
         gen = HFGenerator(load_model(a.model, dtype=a.dtype), tok)
     else:
-        from empo.vllm_backend import VLLMGenerator
+        from empo.rollout.vllm_engine import VLLMGenerator
 
         lora = variant == "vllm-lora-generate"
         gen = VLLMGenerator(a.model, tok, dtype=a.dtype, num_threads=threads,
@@ -95,8 +95,8 @@ def bench_train(variant: str, a) -> dict:
     from empo.configs import EmpoArguments
     from empo.model import load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config
-    from empo.rewards import build_reward
-    from empo.trainer import EmpoTrainer
+    from empo.training.rewards import build_reward
+    from empo.training.trainer import EmpoTrainer
 
     threads = set_threads(a.threads)
     prompt = get_prompt_config("boxed-example")

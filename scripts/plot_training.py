@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from empo.run_report import plot_training_curves
+from empo.training.report import plot_training_curves
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+")
     a = p.parse_args()
-    from empo.answers import is_equivalent
+    from empo.grading.answers import is_equivalent
     from empo.data import DataSpec, load_questions
 
     gold = {q["id"]: q["answer"] for split in ("train", "test") for q in load_questions(DataSpec("arith", split=split))}

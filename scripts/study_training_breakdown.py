@@ -14,10 +14,10 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from empo.compare import load_run
-from empo.groups import analyse_group
+from empo.compare.core import load_run
+from empo.clustering.groups import analyse_group
 from empo.io import read_jsonl
-from empo.pseudo_labels import latest_group_rows
+from empo.training.pseudo_labels import latest_group_rows
 
 BANDS = [(0.0, 0.7), (0.7, 1.2), (1.2, float("inf"))]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from empo.trainer import EmpoTrainer
+from empo.training.trainer import EmpoTrainer
 
 G = 4  # completions per question in every scripted test
 
@@ -58,7 +58,7 @@ def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_d
     from empo.configs import EmpoArguments
     from empo.model import load_model, load_tokenizer
     from empo.prompts import PRESETS, build_messages
-    from empo.rewards import build_reward
+    from empo.training.rewards import build_reward
 
     empo_kw = {k: overrides.pop(k) for k in list(overrides) if k in EmpoArguments.__dataclass_fields__}
     config = dict(output_dir=str(tmp_path / "out"), num_generations=G, per_device_train_batch_size=per_device,

@@ -33,7 +33,7 @@ from trl import GRPOConfig  # noqa: E402
 from empo.configs import EmpoArguments  # noqa: E402
 from empo.model import load_model, load_tokenizer  # noqa: E402
 from empo.prompts import PRESETS, build_messages  # noqa: E402
-from empo.rewards import build_reward  # noqa: E402
+from empo.training.rewards import build_reward  # noqa: E402
 
 KEPT, FILTERED = ["What is 2 + 3?", "What is 4 + 4?"], ["What is 1 + 1?", "What is 9 - 3?"]
 

@@ -1,4 +1,4 @@
-"""Answer extraction and the equivalence rule (empo.answers), including the math-verify worker's timeouts."""
+"""Answer extraction and the equivalence rule (empo.grading.answers), including the math-verify worker's timeouts."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from empo import _mathverify_pool as pool
-from empo import answers as answers_mod
-from empo.answers import (
+from empo.grading import mathverify_pool as pool
+from empo.grading import answers as answers_mod
+from empo.grading.answers import (
     canonical_form,
     extract_answer,
     extract_last_number,

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-import empo._mathverify_pool as pool
+import empo.grading.mathverify_pool as pool
 from empo import data as data_module
-from empo.benchmarks import (
+from empo.evaluation.benchmarks import (
     BENCHMARKS,
     HUB,
     get_benchmark,
@@ -144,7 +144,7 @@ def test_bad_input_gives_one_clear_error(tmp_path):
 
 
 def test_registry_documents_every_benchmark():
-    import empo.benchmarks as module
+    import empo.evaluation.benchmarks as module
 
     for name in BENCHMARKS:
         assert f"**{name}**" in module.__doc__ or name in ("arith", "math500"), name

@@ -2,7 +2,7 @@ import json
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from empo.callbacks import CollapseMonitor, JsonlMetricsCallback
+from empo.training.callbacks import CollapseMonitor, JsonlMetricsCallback
 
 
 def logs(majority, no_answer, length):

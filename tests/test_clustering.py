@@ -1,4 +1,4 @@
-"""Semantic clustering of a group's answers (empo.clustering)."""
+"""Semantic clustering of a group's answers (empo.clustering.math_clusters)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import threading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from empo import clustering
-from empo.clustering import cluster_answers, count_missing
+from empo.clustering import math_clusters as clustering
+from empo.clustering.math_clusters import cluster_answers, count_missing
 
 
 def partition(answers, ids):

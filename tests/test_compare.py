@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import empo.compare as compare_module
+import empo.compare.core as compare_module
 from empo.cli import main as cli_main
-from empo.compare import (
+from empo.compare.core import (
     CompareError,
     EvalBlock,
     Sweep,
@@ -164,7 +164,7 @@ def test_a_block_limited_to_some_seeds_is_evaluated_and_compared_on_those_runs_o
     monkeypatch.setattr(compare_module, "run_eval", lambda config, generator, progress: evaluated.append(config))
     monkeypatch.setattr("empo.model.load_tokenizer", lambda name: None)
     monkeypatch.setattr("empo.model.load_model", lambda *a, **k: None)
-    monkeypatch.setattr("empo.rollout.HFGenerator", lambda model, tokenizer: None)
+    monkeypatch.setattr("empo.rollout.hf.HFGenerator", lambda model, tokenizer: None)
     compare_module.evaluate_all([load_run(r) for r in fake_runs], blocks, tmp_path / "out", progress=False)
     sampled = sorted(Path(c.output_dir).parent.parent.name for c in evaluated if c.output_dir.endswith("sampled"))
     assert sampled == ["empo-seed0", "format-seed0", "gold_accuracy-seed0", "out", "random-seed0"]

@@ -3,7 +3,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empo.entropy import keep_group, semantic_entropy
+from empo.clustering.entropy import keep_group, semantic_entropy
 
 
 def test_known_values():

@@ -7,9 +7,9 @@ import pytest
 
 from empo.cli import main as cli_main
 from empo.errors import RunDirectoryError
-from empo.evaluation import EvalConfig, run_eval
+from empo.evaluation.evaluate import EvalConfig, run_eval
 from empo.io import read_jsonl
-from empo.rollout import Sample
+from empo.rollout.hf import Sample
 
 
 class ScriptedGenerator:
@@ -127,7 +127,7 @@ def test_cli_end_to_end_on_the_default_model(tmp_path, default_model_path, capsy
 
 def test_suite_files_fill_eval_settings_and_flags_override(tmp_path):
     from empo.cli import build_parser
-    from empo.evaluation import EvalConfig, load_suite
+    from empo.evaluation.evaluate import EvalConfig, load_suite
 
     root = Path(__file__).resolve().parents[1] / "eval" / "suites"
     suites = {p.stem: load_suite(p) for p in sorted(root.glob("*.yaml"))}

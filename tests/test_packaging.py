@@ -50,7 +50,7 @@ def test_a_local_file_wins_over_a_shipped_one(elsewhere):
 
 def test_shipped_data_and_suites_load_from_any_directory(elsewhere):
     from empo.data import DataSpec, load_questions
-    from empo.evaluation import load_suite
+    from empo.evaluation.evaluate import load_suite
     from empo.launch.commands import SLURM_TEMPLATE
 
     rows = load_questions(DataSpec(name="data/benchmarks/gsm8k.jsonl", limit=2))

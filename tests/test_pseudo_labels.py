@@ -1,8 +1,8 @@
-"""empo.pseudo_labels: what a reward taught, measured against gold answers after the fact."""
+"""empo.training.pseudo_labels: what a reward taught, measured against gold answers after the fact."""
 
 import pytest
 
-from empo.pseudo_labels import (
+from empo.training.pseudo_labels import (
     advantage_agreement,
     group_advantages,
     run_diagnostics,

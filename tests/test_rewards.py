@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empo.rewards import REWARDS, build_reward
+from empo.training.rewards import REWARDS, build_reward
 
 
 def boxed(a):

@@ -3,7 +3,7 @@ import json
 from empo.cli import main as cli_main
 from empo.io import read_jsonl
 from empo.prompts import get_prompt_config
-from empo.rollout import (
+from empo.rollout.hf import (
     Sample,
     SamplingConfig,
     analyse_row,

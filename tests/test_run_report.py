@@ -5,7 +5,7 @@ import json
 import pytest
 from transformers import TrainerControl, TrainerState
 
-from empo.run_report import LiveProgress, format_summary, step_rows, summarize_run
+from empo.training.report import LiveProgress, format_summary, step_rows, summarize_run
 
 
 def write_metrics(path, rows):

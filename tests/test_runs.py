@@ -14,7 +14,7 @@ from empo.cli import main as cli_main
 from empo.errors import RunDirectoryError
 from empo.io import DirectoryLock, DirectoryLockedError, is_main_launcher_process
 from empo.recipe import load_recipe
-from empo.runs import (
+from empo.training.run_dir import (
     NOT_DEFINING,
     RECORD,
     check_run_directory,
@@ -33,7 +33,7 @@ def record_for(out, *flags):
 
 
 def test_record_keeps_the_format_compare_reads(tmp_path):
-    from empo.compare import load_run
+    from empo.compare.core import load_run
 
     record, _ = record_for(tmp_path)
     prepare_run_directory(tmp_path, record)

@@ -140,8 +140,8 @@ def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny)
     """clustering: entailment through the trainer: answers are free text, the judge sees the bare question."""
     from test_freeform import ScriptedJudge, both
 
-    from empo.freeform import FreeformClusterer
-    from empo.rewards import build_reward
+    from empo.clustering.freeform import FreeformClusterer
+    from empo.training.rewards import build_reward
 
     def run(judge):
         clusterer = FreeformClusterer("entailment", judge_obj=judge)
@@ -167,18 +167,18 @@ def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny)
 def test_one_answer_gather_and_one_analysis_per_generation_batch(tmp_path, tiny, monkeypatch):
     """The group rewards score the trainer's groups: the batch's answers are gathered once and each group is
     clustered once, however many group rewards read them."""
-    import empo.groups
+    import empo.clustering.groups
 
     gathers, analyses = [], []
-    gather, analyse = empo.groups.gather_list, empo.groups.analyse_group
-    monkeypatch.setattr(empo.groups, "gather_list", lambda rows: gathers.append(len(rows)) or gather(rows))
-    monkeypatch.setattr(empo.groups, "analyse_group", lambda *a, **k: analyses.append(a[0]) or analyse(*a, **k))
+    gather, analyse = empo.clustering.groups.gather_list, empo.clustering.groups.analyse_group
+    monkeypatch.setattr(empo.clustering.groups, "gather_list", lambda rows: gathers.append(len(rows)) or gather(rows))
+    monkeypatch.setattr(empo.clustering.groups, "analyse_group", lambda *a, **k: analyses.append(a[0]) or analyse(*a, **k))
     trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("empo", "majority_vote", "format"))
     trainer.model.train()
     trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
     assert gathers == [len(QUESTIONS) * G] and len(analyses) == len(QUESTIONS)
     # on its own (outside the trainer) a group reward builds its groups itself, with the same result
-    from empo.rewards import build_reward
+    from empo.training.rewards import build_reward
 
     completions = [f"The answer is \\boxed{{{a}}}." if a is not None else "I think." for q in QUESTIONS
                    for a in SCRIPT[q]]

@@ -86,7 +86,7 @@ def test_server_mode_generation_on_cpu(tmp_path, default_model_path):
 
     from empo.model import load_model, load_tokenizer
     from empo.prompts import build_messages, get_prompt_config
-    from empo.rollout import prompt_token_ids
+    from empo.rollout.hf import prompt_token_ids
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -376,7 +376,7 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
     _memory(plan, shape, args, model_args, shape_file)
     _time(plan, shape, args)
     if empo_args.clustering != "math":  # free-form: a judge model runs beside the policy; its size is not known here
-        from empo.judges import DEFAULT_JUDGE_MODEL
+        from empo.clustering.judges import DEFAULT_JUDGE_MODEL
 
         kind = "embedding" if empo_args.clustering == "embedding" else empo_args.entailment_judge
         judge = empo_args.judge_model or DEFAULT_JUDGE_MODEL[kind]

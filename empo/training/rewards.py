@@ -11,7 +11,7 @@ take only ``prompts`` and ``completions`` from the call. ``gold_accuracy`` is th
 
 - ``empo``: p(c(i)), the share of the completion's own semantic cluster; a completion without a boxed
   answer gets ``no_answer_reward`` (default 0), so empty answers can never win by agreeing with each other.
-- Free-form clustering (``clusterer=``, :mod:`empo.freeform`): answers are free text judged by meaning; a
+- Free-form clustering (``clusterer=``, :mod:`empo.clustering.freeform`): answers are free text judged by meaning; a
   missing, too long or question-repeating answer counts as no answer. ``min_majority_share``: a group whose
   largest cluster holds a smaller share gets 0 for every completion (noise, not consensus; 0 = off).
 - ``majority_vote`` (TTRL): 1 if the completion's cluster is a largest answered cluster, else 0. Ties:
@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from empo.answers import extract_answer, is_equivalent
+from empo.grading.answers import extract_answer, is_equivalent
 from empo.distributed import world
 from empo.errors import ConfigError
-from empo.clustering import MathClusterer
-from empo.groups import GroupAnalysis, GroupRef, gather_groups
-from empo.rollout import chat_prompt
+from empo.clustering.math_clusters import MathClusterer
+from empo.clustering.groups import GroupAnalysis, GroupRef, gather_groups
+from empo.rollout.hf import chat_prompt
 
 
 def completion_text(completion: Any) -> str:
@@ -65,7 +65,7 @@ class GroupedReward:
 class ClusterReward(GroupedReward):
     """A reward read off each group's semantic clustering (``score_group``).
 
-    Inside ``EmpoTrainer`` the groups come with the call (``empo_group``: one :class:`empo.groups.GroupRef` per
+    Inside ``EmpoTrainer`` the groups come with the call (``empo_group``: one :class:`empo.clustering.groups.GroupRef` per
     completion, from the trainer's one analysis of the generation batch). Called on its own, the reward builds them:
     every process's answers are gathered, the global batch is cut into groups of G and clustered (with
     ``clusterer``), so a group spread over several processes is scored whole; this process's slice is returned.

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from empo.answers import is_equivalent
-from empo.clustering import cluster_answers
+from empo.grading.answers import is_equivalent
+from empo.clustering.math_clusters import cluster_answers
 from empo.distributed import gather_list
-from empo.entropy import semantic_entropy
+from empo.clustering.entropy import semantic_entropy
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class GroupAnalysis:
 
 
 def analyse_group(answers: list[str | None], question: str | None = None, clusterer=None) -> GroupAnalysis:
-    """The group's analysis; a ``clusterer`` (from :func:`empo.clustering.build_clusterer`) other than math clusters
+    """The group's analysis; a ``clusterer`` (from :func:`empo.clustering.math_clusters.build_clusterer`) other than math clusters
     by meaning given ``question``."""
     if clusterer is None or clusterer.kind == "math":
         ids = tuple(cluster_answers(list(answers)))

@@ -11,10 +11,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from empo.answers import extract_answer
-from empo.entropy import keep_group
+from empo.grading.answers import extract_answer
+from empo.clustering.entropy import keep_group
 from empo.errors import ConfigError
-from empo.groups import analyse_group
+from empo.clustering.groups import analyse_group
 from empo.io import JsonlAppender, atomic_write_json, read_jsonl
 from empo.prompts import PromptConfig, build_messages
 

@@ -1,4 +1,4 @@
-"""Meaning judges for free-form answers, behind one interface (:class:`empo.judges.base.Judge`).
+"""Meaning judges for free-form answers, behind one interface (:class:`empo.clustering.judges.base.Judge`).
 
 - ``nli``: an NLI cross-encoder (any sequence-classification model with an entailment label);
 - ``verifier``: a causal LM asked whether two answers mean the same (P(yes) vs P(no), no sampling);
@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from empo.errors import ConfigError
-from empo.judges.base import Judge
+from empo.clustering.judges.base import Judge
 
 JUDGE_KINDS = ("nli", "verifier", "embedding")
 DEFAULT_JUDGE_MODEL = {"verifier": "smollm2-135m-instruct", "embedding": "all-minilm-l6-v2", "nli": None}
@@ -29,12 +29,12 @@ def build_judge(kind: str, model: str | None = None, *, threshold: float | None 
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     if kind == "nli":
-        from empo.judges.nli import NLIJudge
+        from empo.clustering.judges.nli import NLIJudge
         return NLIJudge(model, **kwargs)
     if kind == "verifier":
-        from empo.judges.verifier import VerifierJudge
+        from empo.clustering.judges.verifier import VerifierJudge
         return VerifierJudge(model, **kwargs)
-    from empo.judges.embedding import EmbeddingJudge
+    from empo.clustering.judges.embedding import EmbeddingJudge
     return EmbeddingJudge(model, **kwargs)
 
 

@@ -18,7 +18,7 @@ without a chat template.
 from __future__ import annotations
 
 from empo.errors import ConfigError
-from empo.judges.base import Judge, resolve_device
+from empo.clustering.judges.base import Judge, resolve_device
 
 SAME_MEANING_TEMPLATE = (
     "Question: {question}\n"

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from empo.benchmarks import (
+from empo.evaluation.benchmarks import (
     PAPER_BENCHMARKS,
     extract_prediction,
     get_benchmark,
@@ -27,10 +27,10 @@ from empo.benchmarks import (
 )
 from empo.errors import ConfigError, RunDirectoryError
 from empo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
-from empo.metrics import maj_at_k, mean_with_ci, pass_at_k
+from empo.evaluation.metrics import maj_at_k, mean_with_ci, pass_at_k
 from empo.prompts import build_messages, get_prompt_config
 from empo.provenance import format_provenance
-from empo.rollout import SamplingConfig
+from empo.rollout.hf import SamplingConfig
 
 
 @dataclass

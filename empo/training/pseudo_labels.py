@@ -73,7 +73,7 @@ def run_diagnostics(sample_rows, reward_weights: Sequence[float] | None = None) 
     (``samples.jsonl`` rows of ``empo train``, math answers), and the share of steps whose every group was filtered
     (their optimizer step was skipped). A step logged twice (a run killed after it and resumed from an earlier
     checkpoint) counts once, as its last log. None when no kept group has a gold answer."""
-    from empo.groups import analyse_group
+    from empo.clustering.groups import analyse_group
 
     latest = latest_group_rows(sample_rows)
     steps: dict[int, bool] = {}

@@ -4,7 +4,7 @@
   n is correct, 1 - C(n-c, k) / C(n, k); exactly 1 when fewer than k samples are wrong.
 * avg@n -- the mean correctness of the n samples (pass@1 averaged over n samples).
 * maj@k -- the expected correctness of a majority vote over k samples drawn without replacement from the n.
-  Votes are the answer clusters of the training equivalence (:func:`empo.groups.analyse_group`); a sample
+  Votes are the answer clusters of the training equivalence (:func:`empo.clustering.groups.analyse_group`); a sample
   without an answer abstains; a subset where every sample abstains scores 0; a tie between clusters is
   split evenly (the expected score of a random tie-break); a cluster's correctness is the share of its
   members graded correct (they agree unless a benchmark rule is looser than the equivalence).

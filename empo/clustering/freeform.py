@@ -11,14 +11,14 @@ The answer of a completion is its last ``\\boxed{...}`` when it has one, else th
 * an answer that repeats the question (its normalised form equals, or contains, the normalised question,
   and ``reject_question_echo`` is on) -> missing, and :func:`is_question_echo` lets the reward give it no reward;
 * the whole-group floor (largest cluster's share below ``min_majority_share`` -> no reward for anyone) is applied
-  by the reward (:class:`empo.rewards.ClusterReward`), since it needs the clusters.
+  by the reward (:class:`empo.training.rewards.ClusterReward`), since it needs the clusters.
 
 Clustering rule (:func:`cluster_texts`)
 ---------------------------------------
 Two answers are *linked* when both directions hold: A => B and B => A given the question (Kuhn et al.,
 Farquhar et al. 2024).  A one-way pair -- a more specific answer that entails a vaguer one, "in Paris, France"
 => "in Europe" but not back -- is **not** linked.  The clusters are the **connected components** of the links
-(the same closure as math clustering, :mod:`empo.clustering`): the partition does not depend on the order of the
+(the same closure as math clustering, :mod:`empo.clustering.math_clusters`): the partition does not depend on the order of the
 answers.  Consequence, documented and tested: A and C share a cluster when A<=>B and B<=>C even if the judge
 says A and C differ; two answers with only one-way entailment between them land in different clusters unless
 such a chain of two-way links joins them.
@@ -39,9 +39,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from empo._mathverify_pool import UnionFind
+from empo.grading.mathverify_pool import UnionFind
 from empo.errors import ConfigError
-from empo.judges.base import Judge
+from empo.clustering.judges.base import Judge
 
 _ARTICLE = re.compile(r"^(the|a|an)\s+")
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]\s*", re.IGNORECASE)
@@ -89,7 +89,7 @@ def extract_freeform(text: str | None, question: str | None = None,
 
 
 def _answer_span(text: str) -> str:
-    from empo.answers import extract_answer
+    from empo.grading.answers import extract_answer
 
     boxed = extract_answer(text)
     if boxed is not None:
@@ -191,7 +191,7 @@ class FreeformClusterer:
                  threshold: float | None = None, device: str = "cpu", batch_size: int | None = None,
                  template: str | None = None, max_answer_chars: int | None = 300, reject_question_echo: bool = True,
                  judge_obj: Judge | None = None):
-        from empo.judges import JUDGE_KINDS
+        from empo.clustering.judges import JUDGE_KINDS
 
         if kind not in ("entailment", "embedding"):
             raise ConfigError(f"free-form clustering is 'entailment' or 'embedding', got '{kind}'")
@@ -211,7 +211,7 @@ class FreeformClusterer:
     @property
     def judge(self) -> Judge:
         if self._judge is None:
-            from empo.judges import build_judge
+            from empo.clustering.judges import build_judge
 
             self._judge = build_judge(self.judge_kind, **self._judge_options)
         return self._judge

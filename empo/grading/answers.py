@@ -1,7 +1,7 @@
 """Final answers: extraction from completions and the equivalence rule that EMPO's clustering uses.
 
 These are the project's grading rules.  Everything the reward, the clustering and the evaluation say about
-"the same answer" comes from :func:`is_equivalent` (and :func:`empo.clustering.cluster_answers`, which applies
+"the same answer" comes from :func:`is_equivalent` (and :func:`empo.clustering.math_clusters.cluster_answers`, which applies
 the same relation to a whole group).
 
 Extraction (:func:`extract_answer`)
@@ -62,7 +62,7 @@ Equivalence (:func:`is_equivalent`), decided in three stages
    (``\\frac{1}{2}\\sqrt{3}`` vs ``\\frac{\\sqrt{3}}{2}``), sets (``\\{1,2\\}`` = ``\\{2,1\\}``), intervals
    (``(1,2)`` differs from ``[1,2]``), tuples, matrices and equations.
 
-   math-verify runs in a separate worker process (see :mod:`empo._mathverify_pool`) with a soft timeout inside
+   math-verify runs in a separate worker process (see :mod:`empo.grading.mathverify_pool`) with a soft timeout inside
    the worker and a hard wall-clock timeout in the caller, so it works from any thread (TRL reward functions,
    thread pools) and one pathological answer cannot stall a batch.  **A comparison that times out counts as
    "not equivalent"**, and an answer that times out against two different partners is compared with nothing
@@ -79,7 +79,7 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from empo._mathverify_pool import DEFAULT_TIMEOUT, mathverify_equivalent
+from empo.grading.mathverify_pool import DEFAULT_TIMEOUT, mathverify_equivalent
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -3,7 +3,7 @@
 A judge scores *directed* pairs of answers to one question: ``entails(question, pairs)`` returns, for each
 ``(a, b)``, a score in [0, 1] that answer ``a`` entails answer ``b`` given the question (for a symmetric judge,
 that ``a`` and ``b`` mean the same).  ``decide(score)`` turns a score into yes/no with the judge's threshold.
-Clustering (:func:`empo.freeform.cluster_texts`) applies the bidirectional rule on top: two answers share a
+Clustering (:func:`empo.clustering.freeform.cluster_texts`) applies the bidirectional rule on top: two answers share a
 cluster only if both directions are "yes".  A judge with ``symmetric = True`` (embedding cosine) gives the same
 score both ways, so clustering asks it once per unordered pair.
 

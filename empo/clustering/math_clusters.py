@@ -3,7 +3,7 @@
 Rule
 ----
 ``cluster_answers(answers)`` returns one cluster id per answer.  Two answers share a cluster when they are
-connected by a chain of equivalences (:func:`empo.answers.is_equivalent`): the clusters are the **connected
+connected by a chain of equivalences (:func:`empo.grading.answers.is_equivalent`): the clusters are the **connected
 components (transitive closure)** of the equivalence relation over the answers that exist.  If A≈B and B≈C,
 then A, B and C share a cluster even when A≉C.
 
@@ -22,7 +22,7 @@ appearance.
   components that are still separate (per atom -- one canonical form, or one numeric value -- the
   representative is its shortest form, ties broken alphabetically, so the choice does not depend on order),
   skipping pairs already in one component and pairs of two numeric atoms.  All math-verify work for a group is
-  one task for the worker process (:mod:`empo._mathverify_pool`); a comparison that times out counts as "not
+  one task for the worker process (:mod:`empo.grading.mathverify_pool`); a comparison that times out counts as "not
   equivalent".
 * **Bounded cost per group.**  All math-verify work for one group stops after ``group_budget`` seconds (default
   ``2 x timeout``; :func:`set_limits`, the recipe's ``math_timeout`` / ``group_time_budget``).  What is still
@@ -40,8 +40,8 @@ import threading
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
-from empo._mathverify_pool import UnionFind, default_timeout, mathverify_cluster
-from empo.answers import (
+from empo.grading.mathverify_pool import UnionFind, default_timeout, mathverify_cluster
+from empo.grading.answers import (
     _numeric_from_canonical,
     canonical_form,
     is_exact_numeral,
@@ -142,7 +142,7 @@ def cluster_answers(
 ) -> list[int]:
     """Cluster id per answer: connected components of answer equivalence, numbered by first appearance.
 
-    ``None`` answers are singletons.  ``equivalent`` (optional) replaces :func:`empo.answers.is_equivalent`;
+    ``None`` answers are singletons.  ``equivalent`` (optional) replaces :func:`empo.grading.answers.is_equivalent`;
     ``timeout`` is math-verify's per-comparison timeout in seconds (default :func:`set_limits`, else
     ``EMPO_MATH_TIMEOUT`` or 5); ``group_budget`` bounds the group's math-verify work in seconds (default
     :func:`set_limits`, else ``2 x timeout``; 0: none).
@@ -213,7 +213,7 @@ class MathClusterer:
     kind = "math"
 
     def extract(self, text: str, question: str | None = None) -> str | None:
-        from empo.answers import extract_answer
+        from empo.grading.answers import extract_answer
 
         return extract_answer(text)
 
@@ -228,7 +228,7 @@ def build_clusterer(kind: str = "math", **options):
         raise ConfigError(f"unknown clustering '{kind}'; known: {list(CLUSTERINGS)}")
     if kind == "math":
         return MathClusterer()
-    from empo.freeform import FreeformClusterer
+    from empo.clustering.freeform import FreeformClusterer
 
     return FreeformClusterer(kind, **options)
 

@@ -5,7 +5,7 @@ Each benchmark loads, by default, from the repository's ``data/benchmarks/<name>
 ``--data-dir hub`` (or a checkout without ``data/``) loads the Hugging Face hub dataset with the column mapping
 below. ``arith`` is the built-in held-out arithmetic split and needs no data; ``arith:add2+sub2`` picks its levels.
 
-Gold rules (one grading implementation for training and evaluation: :func:`empo.answers.is_equivalent`,
+Gold rules (one grading implementation for training and evaluation: :func:`empo.grading.answers.is_equivalent`,
 with these benchmark-specific additions):
 
 * **all** -- the prediction is the last ``\\boxed{}`` of the completion (no last-number fallback: an
@@ -68,10 +68,10 @@ from pathlib import Path
 from typing import Callable
 
 from empo import arithmetic
-from empo.answers import canonical_form, extract_answer, is_equivalent, numeric_value
+from empo.grading.answers import canonical_form, extract_answer, is_equivalent, numeric_value
 from empo.data import DATA_DIR, DataError, DataSpec, load_questions
 from empo.errors import ConfigError
-from empo.groups import analyse_group
+from empo.clustering.groups import analyse_group
 
 #: The five benchmarks the EMPO paper averages over (its "Avg." column).
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")

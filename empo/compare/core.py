@@ -15,7 +15,7 @@ are problem intervals only. Every method is set against the base model (its gain
 the answer's correctness (``random``, ``format``: a label-free method must beat them) and, where the gold reward
 gained, the share of that gain it recovers; the differences are paired by problem.
 
-What each run was taught is read from its ``samples.jsonl`` against the gold answers (``empo.pseudo_labels``):
+What each run was taught is read from its ``samples.jsonl`` against the gold answers (``empo.training.pseudo_labels``):
 pseudo-label accuracy (share of trained groups whose majority answer was right), the share of completions whose
 advantage had the opposite sign of the gold reward's, and how often its advantages were exactly the gold reward's.
 
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from empo.benchmarks import get_benchmark
+from empo.evaluation.benchmarks import get_benchmark
 from empo.errors import CompareError, ConfigError
-from empo.evaluation import EvalConfig, group_samples, maj_scores, run_eval
+from empo.evaluation.evaluate import EvalConfig, group_samples, maj_scores, run_eval
 from empo.io import atomic_write_json, atomic_write_text, read_jsonl
 from empo.provenance import format_provenance, provenance
 
@@ -268,7 +268,7 @@ def eval_dirs(runs: list[Run], blocks: list[EvalBlock], output: Path) -> dict[st
 def evaluate_all(runs: list[Run], blocks: list[EvalBlock], output: Path, progress: bool = True) -> dict:
     """Evaluate the base model and every run's final adapter for every block (cached); return eval dirs."""
     from empo.model import load_model, load_tokenizer
-    from empo.rollout import HFGenerator
+    from empo.rollout.hf import HFGenerator
 
     base_model = runs[0].settings["model.model_name_or_path"]
     prompt = runs[0].settings["empo.prompt"]
@@ -326,12 +326,12 @@ def build_comparison(runs: list[Run], blocks: list[EvalBlock], dirs: dict[str, d
 
 
 def training_diagnostics(run: Run) -> dict | None:
-    """What a run's reward taught, against the gold answers of its trained groups (``empo.pseudo_labels``). None
+    """What a run's reward taught, against the gold answers of its trained groups (``empo.training.pseudo_labels``). None
     without math-graded samples (free-form runs are judged by their judge, not here)."""
-    from empo.pseudo_labels import run_diagnostics
+    from empo.training.pseudo_labels import run_diagnostics
 
     samples = run.path / "samples.jsonl"
-    if run.settings.get("empo.clustering", "math") != "math" or not samples.exists():
+    if run.settings.get("empo.clustering.math_clusters", "math") != "math" or not samples.exists():
         return None
     return run_diagnostics(read_jsonl(samples), run.settings.get("training.reward_weights"))
 

@@ -1,0 +1,1 @@
+"""``empo eval``: benchmarks and their gold rules, the evaluation loop, pass@k / maj@k and intervals."""

@@ -1,0 +1,1 @@
+"""Sampling G completions per question: the HF ``generate`` backend, the vLLM offline engine, and ``empo rollout``."""
