@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from empo.errors import ConfigError, report_errors
+from empo.rollout.generator import BACKENDS, make_generator
 
 
 def _add_rollout(sub) -> None:
@@ -37,27 +38,12 @@ def _add_rollout(sub) -> None:
     p.set_defaults(func=_rollout)
 
 
-BACKENDS = ["hf", "vllm"]
-
-
-def make_generator(backend: str, model: str, adapter: str | None, dtype: str, threads: int, seed: int = 0):
-    """The rollout engine both ``empo rollout`` and ``empo eval`` sample with."""
-    from empo.model import load_model, load_tokenizer
-    from empo.rollout.hf import HFGenerator
-
-    tokenizer = load_tokenizer(model)
-    if backend == "vllm":
-        from empo.rollout.vllm_engine import VLLMGenerator
-
-        return VLLMGenerator(model, tokenizer, adapter=adapter, dtype=dtype, num_threads=threads, seed=seed)
-    return HFGenerator(load_model(model, dtype=dtype, adapter=adapter), tokenizer)
-
-
 def _rollout(args) -> int:
     from empo.data import DataSpec, load_questions
     from empo.model import check_adapter, check_model_spec, set_threads
     from empo.prompts import get_prompt_config
-    from empo.rollout.hf import SamplingConfig, format_summary, run_rollout
+    from empo.rollout.hf import SamplingConfig
+    from empo.rollout.run import format_summary, run_rollout
 
     check_model_spec(args.model)
     check_adapter(args.adapter)
@@ -158,7 +144,7 @@ def _train(args, rest: list[str]) -> int:
 
 
 def _add_compare(sub) -> None:
-    from empo.compare.core import EvalBlock
+    from empo.compare.comparison import EvalBlock
 
     d = EvalBlock(name="eval")
     p = sub.add_parser("compare", help="Evaluate runs that differ only in the reward (and the base model) and "
@@ -179,7 +165,8 @@ def _add_compare(sub) -> None:
 
 
 def _compare(args) -> int:
-    from empo.compare.core import EvalBlock, Sweep, compare, run_sweep
+    from empo.compare.comparison import EvalBlock, compare
+    from empo.compare.sweep import Sweep, run_sweep
     from empo.model import set_threads
 
     allow = {k.strip() for k in args.allow_diff.split(",") if k.strip()}

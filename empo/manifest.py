@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from empo.evaluation.benchmarks import _gsm8k_hub, _integer_answer_hub, _olympiad_hub
 from empo.data import DATA_DIR, DataError, DataSpec, read_hub
+from empo.evaluation.benchmarks import _gsm8k_hub, _integer_answer_hub, _olympiad_hub
 from empo.io import atomic_write_text
 
 MANIFEST = DATA_DIR / "manifest.json"

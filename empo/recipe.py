@@ -138,7 +138,7 @@ def validate(empo_args, training_args, check_machine: bool = True) -> None:
     if training_args.num_generations < 2:
         raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
     if e.entropy_filter:
-        from empo.clustering.entropy import check_filter_exact
+        from empo.training.filter import check_filter_exact
 
         check_filter_exact(training_args)
     if check_machine and training_args.use_vllm:

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from empo.grading.answers import canonical_form, numeric_value  # noqa: E402
 from empo.clustering.math_clusters import cluster_answers  # noqa: E402
+from empo.grading.answers import canonical_form, numeric_value  # noqa: E402
 
 BENCHMARKS = ["math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gsm8k"]
 UNITS = ["cm", "meters", "dollars", "units", "degrees"]
@@ -188,8 +188,8 @@ def partition(ids: list[int]) -> set[frozenset[int]]:
 
 def _fresh_empo_state() -> float:
     """Close the math-verify worker, clear every cache, start a new worker; returns the start-up seconds."""
-    from empo.grading import mathverify_pool as mvpool
     from empo.grading import answers as answers_mod
+    from empo.grading import mathverify_pool as mvpool
 
     mvpool.shutdown()
     mvpool._pair_cache.clear()

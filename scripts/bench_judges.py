@@ -120,8 +120,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from empo.io import atomic_write_json
     from empo.clustering.judges import build_judge
+    from empo.io import atomic_write_json
     from empo.provenance import provenance
 
     torch.set_num_threads(args.threads)

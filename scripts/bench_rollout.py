@@ -89,9 +89,9 @@ def bench_generate(variant: str, a) -> dict:
 
 def bench_train(variant: str, a) -> dict:
     import datasets
+    from bench_common import recipe_lora, step_timer
     from trl import GRPOConfig
 
-    from bench_common import recipe_lora, step_timer
     from empo.configs import EmpoArguments
     from empo.model import load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config

@@ -15,9 +15,9 @@ import sys
 
 def run_variant(variant: str, a) -> dict:
     import datasets
+    from bench_common import recipe_lora, step_timer
     from trl import GRPOConfig, GRPOTrainer
 
-    from bench_common import recipe_lora, step_timer
     from empo.configs import EmpoArguments
     from empo.data import DataSpec, load_questions
     from empo.model import load_model, load_tokenizer, set_threads

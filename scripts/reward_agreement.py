@@ -27,8 +27,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+")
     a = p.parse_args()
-    from empo.grading.answers import is_equivalent
     from empo.data import DataSpec, load_questions
+    from empo.grading.answers import is_equivalent
 
     gold = {q["id"]: q["answer"] for split in ("train", "test") for q in load_questions(DataSpec("arith", split=split))}
     counts = {"same": 0, "opposite": 0, "other": 0, "no signal": 0}

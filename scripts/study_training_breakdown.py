@@ -14,8 +14,8 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from empo.compare.core import load_run
 from empo.clustering.groups import analyse_group
+from empo.compare.runs import load_run
 from empo.io import read_jsonl
 from empo.training.pseudo_labels import latest_group_rows
 

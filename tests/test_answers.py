@@ -12,15 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from empo.grading import mathverify_pool as pool
 from empo.grading import answers as answers_mod
-from empo.grading.answers import (
-    canonical_form,
-    extract_answer,
-    extract_last_number,
-    is_equivalent,
-    numeric_value,
-)
+from empo.grading import mathverify_pool as pool
+from empo.grading.answers import canonical_form, is_equivalent, numeric_value
+from empo.grading.extract import extract_answer, extract_last_number
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BENCHMARKS = ["math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gsm8k"]

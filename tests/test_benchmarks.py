@@ -7,6 +7,7 @@ import pytest
 
 import empo.grading.mathverify_pool as pool
 from empo import data as data_module
+from empo.data import DataError
 from empo.evaluation.benchmarks import (
     BENCHMARKS,
     HUB,
@@ -15,7 +16,6 @@ from empo.evaluation.benchmarks import (
     load_benchmark,
     split_top_level,
 )
-from empo.data import DataError
 
 EXPECTED_ROWS = {"math500": 500, "minerva_math": 272, "olympiadbench": 675, "aime24": 30, "amc23": 40, "gsm8k": 1319}
 

@@ -6,18 +6,14 @@ from pathlib import Path
 
 import pytest
 
-import empo.compare.core as compare_module
+import empo.compare.comparison as compare_module
+import empo.compare.sweep as sweep_module
 from empo.cli import main as cli_main
-from empo.compare.core import (
-    CompareError,
-    EvalBlock,
-    Sweep,
-    check_comparable,
-    compare,
-    compare_block,
-    load_run,
-    run_sweep,
-)
+from empo.compare.comparison import EvalBlock, compare
+from empo.compare.runs import check_comparable, load_run
+from empo.compare.stats import compare_block
+from empo.compare.sweep import Sweep, run_sweep
+from empo.errors import CompareError
 
 PROBLEMS = [f"p{i}" for i in range(20)]
 
@@ -238,9 +234,9 @@ def test_sweep_trains_only_unfinished_runs_then_compares(tmp_path, monkeypatch):
     (make_run(tmp_path, "empo", 0, 0.5) / "checkpoint-3").mkdir()  # finished
     (make_run(tmp_path, "random", 1, 0.5) / "checkpoint-2").mkdir()  # finished a shorter sweep: resumed
     trained, compared = [], []
-    monkeypatch.setattr(compare_module.subprocess, "run",
+    monkeypatch.setattr(sweep_module.subprocess, "run",
                         lambda cmd, check: trained.append(cmd) or subprocess.CompletedProcess(cmd, 0))
-    monkeypatch.setattr(compare_module, "compare", lambda dirs, blocks, out, **kw: compared.append((dirs, blocks, out)))
+    monkeypatch.setattr(sweep_module, "compare", lambda dirs, blocks, out, **kw: compared.append((dirs, blocks, out)))
     run_sweep(sweep)
     assert [c[c.index("--output_dir") + 1].rsplit("/", 1)[-1] for c in trained] == \
         ["empo-seed1", "random-seed0", "random-seed1", "empo-nofilter-seed0", "empo-nofilter-seed1"]
@@ -255,7 +251,7 @@ def test_sweep_trains_only_unfinished_runs_then_compares(tmp_path, monkeypatch):
     dirs, blocks, out = compared[0]
     assert len(dirs) == 6 and blocks[0].n == 2 and out == tmp_path / "compare"
     # a run that fails (e.g. a refused resume, its one line on stderr) stops the sweep with one line
-    monkeypatch.setattr(compare_module.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 2))
+    monkeypatch.setattr(sweep_module.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 2))
     with pytest.raises(CompareError, match=r"training .*empo-seed1 failed \(exit status 2\)"):
         run_sweep(sweep)
     spec.write_text("recipe: r.yaml\noutput_root: x\nmethodz: [empo]\n")

@@ -95,7 +95,7 @@ def test_a_field_the_recipe_sets_wins_over_the_known_columns(natural_reasoning_h
 
 def test_empo_train_builds_the_natural_reasoning_dataset(natural_reasoning_hub):
     from empo.configs import EmpoArguments
-    from empo.train import build_dataset
+    from empo.training.run import build_dataset
 
     args = EmpoArguments(dataset_name="qingyangzhang/natural_reasoning_simple", prompt="natural-reasoning",
                          clustering="entailment", reward_funcs=["empo"])

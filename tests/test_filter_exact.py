@@ -23,8 +23,8 @@ from scripted import (
     make_trainer,
 )
 
-from empo.clustering.entropy import FILTER_NORMALISATION
 from empo.errors import ConfigError
+from empo.training.filter import FILTER_NORMALISATION
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS = list(SCRIPT)

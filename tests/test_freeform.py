@@ -9,9 +9,6 @@ import itertools
 
 import pytest
 
-from empo.clustering.math_clusters import CLUSTERINGS, MathClusterer, build_clusterer
-from empo.configs import EmpoArguments
-from empo.errors import ConfigError
 from empo.clustering.freeform import (
     FreeformClusterer,
     FreeformGuards,
@@ -22,6 +19,9 @@ from empo.clustering.freeform import (
 )
 from empo.clustering.groups import analyse_group
 from empo.clustering.judges.base import Judge
+from empo.clustering.math_clusters import CLUSTERINGS, MathClusterer, build_clusterer
+from empo.configs import EmpoArguments
+from empo.errors import ConfigError
 from empo.training.rewards import build_reward
 
 
@@ -228,7 +228,7 @@ def test_min_majority_share_floor_gives_the_whole_group_no_reward():
 
 def test_train_wires_the_recipe_setting_into_dataset_and_rewards():
     from empo.clustering.math_clusters import clusterer_from_args
-    from empo.train import build_dataset, build_rewards
+    from empo.training.run import build_dataset, build_rewards
 
     math_args = EmpoArguments(dataset_name="arith", dataset_limit=3)
     assert "problem" not in build_dataset(math_args).column_names  # the math setting is unchanged

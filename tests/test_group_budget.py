@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from empo.grading import mathverify_pool as pool
 from empo.clustering.math_clusters import GRADING, cluster_answers
+from empo.grading import mathverify_pool as pool
 
 SLOW = r"\slowmarker"
 NORMAL = [r"\sqrt{2}", r"2^{1/2}", r"\frac{2}{\sqrt{2}}", "x+1", "1+x", r"\frac{1}{3}", r"\pi", r"2\pi"]

@@ -12,9 +12,9 @@
 import pytest
 import torch
 
-from empo.errors import ConfigError
 from empo.clustering.judges import build_judge
 from empo.clustering.judges.nli import NLIJudge, entailment_index
+from empo.errors import ConfigError
 from empo.model import ModelResolutionError
 
 torch.set_num_threads(1)
@@ -132,8 +132,8 @@ def test_general_verifier_prompt_is_raw_and_read_where_the_decision_goes(verifie
 
 
 def test_judge_template_is_a_verifier_setting():
-    from empo.configs import EmpoArguments
     from empo.clustering.freeform import FreeformClusterer
+    from empo.configs import EmpoArguments
     from empo.recipe import validate
 
     validate(EmpoArguments(clustering="entailment", judge_template="general_verifier"), None)

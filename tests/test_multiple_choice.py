@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from empo import data as data_module
+from empo.data import DataError
 from empo.evaluation.benchmarks import (
     HUB,
     MULTIPLE_CHOICE,
@@ -22,7 +23,6 @@ from empo.evaluation.benchmarks import (
     shuffled_options,
     vote_labels,
 )
-from empo.data import DataError
 from empo.evaluation.evaluate import EvalConfig, run_eval
 from empo.io import read_jsonl
 from empo.rollout.hf import Sample

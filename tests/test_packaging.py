@@ -57,3 +57,53 @@ def test_shipped_data_and_suites_load_from_any_directory(elsewhere):
     assert len(rows) == 2 and rows == load_questions(DataSpec(name="gsm8k", limit=2))
     assert load_suite("eval/suites/cpu_default.yaml")["benchmarks"] == "arith"
     assert SLURM_TEMPLATE.is_file()
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """empo module -> the empo modules it imports anywhere in its file (top level or inside a function)."""
+    import ast
+
+    files = {}
+    for path in (ROOT / "empo").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def module_of(name: str) -> str | None:
+        while name not in files:
+            if "." not in name:
+                return None
+            name = name.rsplit(".", 1)[0]
+        return name
+
+    graph = {}
+    for name, path in files.items():
+        graph[name] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            graph[name] |= {m for t in targets if t.startswith("empo.") and (m := module_of(t)) not in (None, name)}
+    return graph
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = _import_graph()
+    assert graph["empo.cli"] >= {"empo.train", "empo.launch"}  # the graph sees lazy imports too
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module):] + [module]))
+        if module in done:
+            return
+        path.append(module)
+        for other in sorted(graph[module]):
+            visit(other)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

@@ -68,7 +68,7 @@ def test_command_line_overrides_recipe(tmp_path):
 
 @pytest.mark.parametrize("spec", SWEEPS, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
 def test_shipped_sweeps_parse_and_their_recipe_exists(spec):
-    from empo.compare.core import Sweep
+    from empo.compare.sweep import Sweep
 
     sweep = Sweep.from_yaml(spec)
     assert (ROOT / sweep.recipe).is_file() and sweep.blocks()

@@ -3,13 +3,8 @@ import json
 from empo.cli import main as cli_main
 from empo.io import read_jsonl
 from empo.prompts import get_prompt_config
-from empo.rollout.hf import (
-    Sample,
-    SamplingConfig,
-    analyse_row,
-    format_summary,
-    run_rollout,
-)
+from empo.rollout.hf import Sample, SamplingConfig
+from empo.rollout.run import analyse_row, format_summary, run_rollout
 
 
 class FakeGenerator:

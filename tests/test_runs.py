@@ -33,7 +33,7 @@ def record_for(out, *flags):
 
 
 def test_record_keeps_the_format_compare_reads(tmp_path):
-    from empo.compare.core import load_run
+    from empo.compare.runs import load_run
 
     record, _ = record_for(tmp_path)
     prepare_run_directory(tmp_path, record)

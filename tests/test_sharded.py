@@ -258,7 +258,7 @@ def test_an_fsdp_config_that_accelerate_dropped_is_reported(monkeypatch, capsys)
 
     from accelerate.utils import DistributedType
 
-    from empo.train import warn_if_fsdp_dropped
+    from empo.training.run import warn_if_fsdp_dropped
 
     trainer = SimpleNamespace(is_fsdp_enabled=False, accelerator=SimpleNamespace(
         is_main_process=True, distributed_type=DistributedType.MULTI_CPU))

@@ -39,9 +39,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from empo.grading.mathverify_pool import UnionFind
-from empo.errors import ConfigError
 from empo.clustering.judges.base import Judge
+from empo.errors import ConfigError
+from empo.grading.union_find import UnionFind
 
 _ARTICLE = re.compile(r"^(the|a|an)\s+")
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]\s*", re.IGNORECASE)
@@ -89,7 +89,7 @@ def extract_freeform(text: str | None, question: str | None = None,
 
 
 def _answer_span(text: str) -> str:
-    from empo.grading.answers import extract_answer
+    from empo.grading.extract import extract_answer
 
     boxed = extract_answer(text)
     if boxed is not None:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from empo.grading.answers import is_equivalent
+from empo.clustering.entropy import semantic_entropy
 from empo.clustering.math_clusters import cluster_answers
 from empo.distributed import gather_list
-from empo.clustering.entropy import semantic_entropy
+from empo.grading.answers import is_equivalent
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ import threading
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 
-from empo.grading.mathverify_pool import UnionFind, default_timeout, mathverify_cluster
+from empo.configs import CLUSTERINGS
+from empo.errors import ConfigError
 from empo.grading.answers import (
     _numeric_from_canonical,
     canonical_form,
@@ -48,8 +49,8 @@ from empo.grading.answers import (
     mathverify_form,
     numbers_close,
 )
-from empo.configs import CLUSTERINGS
-from empo.errors import ConfigError
+from empo.grading.mathverify_pool import default_timeout, mathverify_cluster
+from empo.grading.union_find import UnionFind
 
 __all__ = ["CLUSTERINGS", "GRADING", "build_clusterer", "cluster_answers", "clusterer_from_args", "count_missing",
            "set_limits"]
@@ -213,7 +214,7 @@ class MathClusterer:
     kind = "math"
 
     def extract(self, text: str, question: str | None = None) -> str | None:
-        from empo.grading.answers import extract_answer
+        from empo.grading.extract import extract_answer
 
         return extract_answer(text)
 

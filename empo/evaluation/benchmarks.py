@@ -68,10 +68,11 @@ from pathlib import Path
 from typing import Callable
 
 from empo import arithmetic
-from empo.grading.answers import canonical_form, extract_answer, is_equivalent, numeric_value
+from empo.clustering.groups import analyse_group
 from empo.data import DATA_DIR, DataError, DataSpec, load_questions
 from empo.errors import ConfigError
-from empo.clustering.groups import analyse_group
+from empo.grading.answers import canonical_form, is_equivalent, numeric_value
+from empo.grading.extract import extract_answer
 
 #: The five benchmarks the EMPO paper averages over (its "Avg." column).
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")

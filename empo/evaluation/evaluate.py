@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from empo.errors import ConfigError, RunDirectoryError
 from empo.evaluation.benchmarks import (
     PAPER_BENCHMARKS,
     extract_prediction,
@@ -25,9 +26,8 @@ from empo.evaluation.benchmarks import (
     prompt_text,
     vote_labels,
 )
-from empo.errors import ConfigError, RunDirectoryError
-from empo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
 from empo.evaluation.metrics import maj_at_k, mean_with_ci, pass_at_k
+from empo.io import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
 from empo.prompts import build_messages, get_prompt_config
 from empo.provenance import format_provenance
 from empo.rollout.hf import SamplingConfig

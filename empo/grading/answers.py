@@ -1,19 +1,8 @@
-"""Final answers: extraction from completions and the equivalence rule that EMPO's clustering uses.
+"""The equivalence rule of final answers, which EMPO's clustering uses (extraction: :mod:`empo.grading.extract`).
 
 These are the project's grading rules.  Everything the reward, the clustering and the evaluation say about
 "the same answer" comes from :func:`is_equivalent` (and :func:`empo.clustering.math_clusters.cluster_answers`, which applies
 the same relation to a whole group).
-
-Extraction (:func:`extract_answer`)
------------------------------------
-* The answer is the content of the **last** ``\\boxed{...}`` or ``\\fbox{...}`` in the text, with proper brace
-  matching (nested groups such as ``\\boxed{\\frac{1}{\\sqrt{2}}}`` work; escaped braces ``\\{``/``\\}`` do not
-  count).  The TeX short form ``\\boxed 5`` (one token, up to the next space or ``$``) is accepted too.
-* Surrounding whitespace is stripped.  ``None`` when there is no box, when the last box's braces are
-  unbalanced (a truncated completion), or when its content is empty or normalises to nothing
-  (``\\boxed{\\,}``), so such answers count as missing everywhere (rewards, clustering, metrics).
-* There is **no** last-number fallback.  :func:`extract_last_number` exists, separately, for evaluation
-  baselines that want one; the reward never uses it.
 
 Equivalence (:func:`is_equivalent`), decided in three stages
 ------------------------------------------------------------
@@ -70,8 +59,7 @@ Equivalence (:func:`is_equivalent`), decided in three stages
    environment variable ``EMPO_MATH_TIMEOUT``), or the ``timeout`` argument.
 
 Model output is never passed to Python ``eval``/``exec`` or to ``sympy.sympify``/``parse_expr`` in this
-process; only math-verify (inside the worker, under timeouts) turns strings into sympy objects.
-"""
+process; only math-verify (inside the worker, under timeouts) turns strings into sympy objects."""
 
 from __future__ import annotations
 
@@ -79,33 +67,133 @@ import re
 from fractions import Fraction
 from functools import lru_cache
 
-from empo.grading.mathverify_pool import DEFAULT_TIMEOUT, mathverify_equivalent
-
-__all__ = [
-    "DEFAULT_TIMEOUT",
-    "REL_TOL",
-    "canonical_form",
-    "extract_answer",
-    "extract_last_number",
-    "is_equivalent",
-    "is_exact_numeral",
-    "numbers_close",
-    "numeric_value",
-]
+from empo.grading.mathverify_pool import mathverify_equivalent
 
 #: Relative tolerance of the numeric fast path.
 REL_TOL = Fraction(1, 10**9)
 
 
-# --------------------------------------------------------------------------------------------------
-# Extraction
-# --------------------------------------------------------------------------------------------------
+_UNICODE = {
+    "\u2212": "-",  # minus sign
+    "\u2013": "-",  # en dash
+    "\u00d7": r"\times ",
+    "\u22c5": r"\cdot ",
+    "\u00b7": r"\cdot ",
+    "\u00f7": r"\div ",
+    "\u03c0": r"\pi ",
+    "\u221e": r"\infty ",
+    "\u00b0": r"^\circ ",
+    "\u2264": r"\le ",
+    "\u2265": r"\ge ",
+    "\u00a0": " ",
+    "\u2009": " ",
+    "\u202f": " ",
+}
 
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_SHORT_TOKEN_RE = re.compile(r"[^\s$]+")
+
+_UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 
 
-def _match_group(text: str, open_idx: int) -> int:
+_GREEK = (
+    "alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|rho|sigma|"
+    "tau|upsilon|phi|varphi|chi|psi|omega|Gamma|Delta|Theta|Lambda|Xi|Sigma|Phi|Psi|Omega"
+)
+
+
+_WRAPPED_BOX_RE = re.compile(r"^\\(?:boxed|fbox)\s*\{")
+
+
+_DISPLAY_WRAP_RE = re.compile(r"^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re.DOTALL)
+
+
+_SIZING_RE = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)(?![A-Za-z])\s*\.?")
+
+
+# ``\left.``/``\right.`` are invisible delimiters; the regex above also eats the dot after them.  A dot after
+# ``\left``/``\right`` is never a decimal point, so that is safe.
+_STYLE_RE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)(?![A-Za-z])")
+
+
+_THIN_COMMA_RE = re.compile(r",\s*\\!\s*")
+
+
+_BRACED_COMMA_RE = re.compile(r"(?<=\d)\{,\}(?=\d)")
+
+
+_SPACING_RE = re.compile(r"(?<!\\)\\[,;:!>](?![A-Za-z])")
+
+
+_WIDE_SPACE_RE = re.compile(r"\\(?:qquad|quad)(?![A-Za-z])|(?<!\\)\\ |~")
+
+
+_FRAC_RE = re.compile(r"\\[dtc]frac(?![A-Za-z])")
+
+
+_DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])")
+
+
+_PERCENT_RE = re.compile(r"\\?%")
+
+
+_ARG_CMD_RE = re.compile(r"\\(frac|sqrt)(?![A-Za-z])")
+
+
+_CMD_TOKEN_RE = re.compile(r"\\(?:[A-Za-z]+|.)")
+
+
+_TEXT_CMDS = r"text|textrm|textbf|textit|textsf|texttt|textnormal|mbox"
+
+
+_WHOLE_TEXT_RE = re.compile(r"^\\(?:" + _TEXT_CMDS + r")\s*\{")
+
+
+_CHOICE_RE = re.compile(r"^\(?\s*([A-E])\s*\)?$")
+
+
+# trailing \text{unit} (optionally squared): prefix must end in something that can carry a unit
+_TRAIL_TEXT_RE = re.compile(
+    r"^(?P<head>.*?[0-9A-Za-z})\]|!.])\s*\\(?:text|textrm|textnormal|mbox)\s*\{(?P<unit>[^{}]*)\}"
+    r"\s*(?:\^\s*(?:\{\s*\d\s*\}|\d))?$",
+    re.DOTALL,
+)
+
+
+_TRAIL_MATHRM_RE = re.compile(
+    r"^(?P<head>.*?[0-9})\]])\s*\\mathrm\s*\{(?P<unit>[^{}]*)\}\s*(?:\^\s*(?:\{\s*\d\s*\}|\d))?$", re.DOTALL
+)
+
+
+_TRAIL_WORDS_RE = re.compile(
+    r"^(?P<head>.*?[0-9}])\s+(?P<words>[A-Za-z]{2,}(?:[\s\-][A-Za-z]+){0,3})\s*(?:\^\s*(?:\{\s*\d\s*\}|\d))?\.?$",
+    re.DOTALL,
+)
+
+
+_NOT_UNIT_WORDS = {"pi", "and", "or", "sqrt", "cdot", "times", "to", "mod", "for", "if"}
+
+
+_LHS_RE = re.compile(
+    r"^(?:[A-Za-z]|\\(?:" + _GREEK + r"))(?![A-Za-z])(?:_\{[^{}=]*\}|_[A-Za-z0-9])?\s*=\s*(?P<rest>.+)$",
+    re.DOTALL,
+)
+
+
+_RELATION_RE = re.compile(r"=|<|>|\\(?:le|ge|leq|geq|neq|ne|lt|gt|approx|equiv|sim|leqslant|geqslant)(?![A-Za-z])")
+
+
+_THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+_KEEP_SPACE_RE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])")
+
+
+_DIGIT_SPACE_RE = re.compile(r"(?<=\d)\s+(?=\d)")
+
+
+_WS_RE = re.compile(r"\s+")
+
+
+def match_group(text: str, open_idx: int) -> int:
     """Index of the ``}`` closing the ``{`` at ``open_idx``; -1 if unbalanced.  ``\\x`` pairs are skipped."""
     depth = 0
     i, n = open_idx, len(text)
@@ -124,132 +212,13 @@ def _match_group(text: str, open_idx: int) -> int:
     return -1
 
 
-def extract_answer(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}``/``\\fbox{...}`` (or ``\\boxed 5``) in ``text``, stripped; else ``None``."""
-    if not isinstance(text, str):
-        return None
-    last = None
-    for last in _BOX_RE.finditer(text):
-        pass
-    if last is None:
-        return None
-    i, n = last.end(), len(text)
-    j = i
-    while j < n and text[j].isspace():
-        j += 1
-    if j >= n:
-        return None
-    if text[j] == "{":
-        k = _match_group(text, j)
-        if k < 0:
-            return None
-        content = text[j + 1 : k]
-    elif text[j] in "}$":
-        return None
-    else:
-        m = _SHORT_TOKEN_RE.match(text, j)
-        content = m.group(0) if m else ""
-        content = content.rstrip(".,;:")
-        # a short form inside a group, "{\boxed 5}": drop unmatched closing braces
-        while content.endswith("}") and content.count("}") > content.count("{"):
-            content = content[:-1]
-    content = content.strip()
-    # An answer that normalises to nothing (``\\boxed{\\,}``) is no answer: it must not win clusters or rewards.
-    return content if content and canonical_form(content) else None
-
-
-_LAST_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
-
-def extract_last_number(text: str) -> str | None:
-    """The last number in ``text`` (commas removed), for evaluation fallbacks only -- never used by rewards."""
-    if not isinstance(text, str):
-        return None
-    found = _LAST_NUMBER_RE.findall(text)
-    if not found:
-        return None
-    num = found[-1].replace(",", "").rstrip(".")
-    return num or None
-
-
-# --------------------------------------------------------------------------------------------------
-# Canonical form
-# --------------------------------------------------------------------------------------------------
-
-_UNICODE = {
-    "\u2212": "-",  # minus sign
-    "\u2013": "-",  # en dash
-    "\u00d7": r"\times ",
-    "\u22c5": r"\cdot ",
-    "\u00b7": r"\cdot ",
-    "\u00f7": r"\div ",
-    "\u03c0": r"\pi ",
-    "\u221e": r"\infty ",
-    "\u00b0": r"^\circ ",
-    "\u2264": r"\le ",
-    "\u2265": r"\ge ",
-    "\u00a0": " ",
-    "\u2009": " ",
-    "\u202f": " ",
-}
-_UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
-
-_GREEK = (
-    "alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|rho|sigma|"
-    "tau|upsilon|phi|varphi|chi|psi|omega|Gamma|Delta|Theta|Lambda|Xi|Sigma|Phi|Psi|Omega"
-)
-
-_WRAPPED_BOX_RE = re.compile(r"^\\(?:boxed|fbox)\s*\{")
-_DISPLAY_WRAP_RE = re.compile(r"^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re.DOTALL)
-_SIZING_RE = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)(?![A-Za-z])\s*\.?")
-# ``\left.``/``\right.`` are invisible delimiters; the regex above also eats the dot after them.  A dot after
-# ``\left``/``\right`` is never a decimal point, so that is safe.
-_STYLE_RE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle)(?![A-Za-z])")
-_THIN_COMMA_RE = re.compile(r",\s*\\!\s*")
-_BRACED_COMMA_RE = re.compile(r"(?<=\d)\{,\}(?=\d)")
-_SPACING_RE = re.compile(r"(?<!\\)\\[,;:!>](?![A-Za-z])")
-_WIDE_SPACE_RE = re.compile(r"\\(?:qquad|quad)(?![A-Za-z])|(?<!\\)\\ |~")
-_FRAC_RE = re.compile(r"\\[dtc]frac(?![A-Za-z])")
-_DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])")
-_PERCENT_RE = re.compile(r"\\?%")
-_ARG_CMD_RE = re.compile(r"\\(frac|sqrt)(?![A-Za-z])")
-_CMD_TOKEN_RE = re.compile(r"\\(?:[A-Za-z]+|.)")
-
-_TEXT_CMDS = r"text|textrm|textbf|textit|textsf|texttt|textnormal|mbox"
-_WHOLE_TEXT_RE = re.compile(r"^\\(?:" + _TEXT_CMDS + r")\s*\{")
-_CHOICE_RE = re.compile(r"^\(?\s*([A-E])\s*\)?$")
-# trailing \text{unit} (optionally squared): prefix must end in something that can carry a unit
-_TRAIL_TEXT_RE = re.compile(
-    r"^(?P<head>.*?[0-9A-Za-z})\]|!.])\s*\\(?:text|textrm|textnormal|mbox)\s*\{(?P<unit>[^{}]*)\}"
-    r"\s*(?:\^\s*(?:\{\s*\d\s*\}|\d))?$",
-    re.DOTALL,
-)
-_TRAIL_MATHRM_RE = re.compile(
-    r"^(?P<head>.*?[0-9})\]])\s*\\mathrm\s*\{(?P<unit>[^{}]*)\}\s*(?:\^\s*(?:\{\s*\d\s*\}|\d))?$", re.DOTALL
-)
-_TRAIL_WORDS_RE = re.compile(
-    r"^(?P<head>.*?[0-9}])\s+(?P<words>[A-Za-z]{2,}(?:[\s\-][A-Za-z]+){0,3})\s*(?:\^\s*(?:\{\s*\d\s*\}|\d))?\.?$",
-    re.DOTALL,
-)
-_NOT_UNIT_WORDS = {"pi", "and", "or", "sqrt", "cdot", "times", "to", "mod", "for", "if"}
-_LHS_RE = re.compile(
-    r"^(?:[A-Za-z]|\\(?:" + _GREEK + r"))(?![A-Za-z])(?:_\{[^{}=]*\}|_[A-Za-z0-9])?\s*=\s*(?P<rest>.+)$",
-    re.DOTALL,
-)
-_RELATION_RE = re.compile(r"=|<|>|\\(?:le|ge|leq|geq|neq|ne|lt|gt|approx|equiv|sim|leqslant|geqslant)(?![A-Za-z])")
-_THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-_KEEP_SPACE_RE = re.compile(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])")
-_DIGIT_SPACE_RE = re.compile(r"(?<=\d)\s+(?=\d)")
-_WS_RE = re.compile(r"\s+")
-
-
 def _unwrap_whole(s: str, head_re: re.Pattern) -> str | None:
     """If the whole of ``s`` is ``\\cmd{...}`` (matched by ``head_re``), the inner text; else None."""
     m = head_re.match(s)
     if not m:
         return None
     open_idx = m.end() - 1
-    close = _match_group(s, open_idx)
+    close = match_group(s, open_idx)
     if close != len(s) - 1:
         return None
     return s[open_idx + 1 : close]
@@ -431,19 +400,30 @@ def _canonical(a: str, units: bool) -> str:
     return s
 
 
-# --------------------------------------------------------------------------------------------------
-# Numeric fast path
-# --------------------------------------------------------------------------------------------------
-
 _NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+
+
 _PLAIN_RE = re.compile(rf"^({_NUM})$")
+
+
 _ENOTATION_RE = re.compile(rf"^({_NUM})[eE]([+-]?\d+)$")
+
+
 _SCI_RE = re.compile(rf"^({_NUM})(?:\\times|\\cdot|\*)10\^(?:\{{([+-]?\d+)\}}|([+-]?\d))$")
+
+
 _POW10_RE = re.compile(r"^([+-]?)10\^(?:\{([+-]?\d+)\}|([+-]?\d))$")
+
+
 _FRAC_NUM_RE = re.compile(rf"^([+-]?)\\frac\{{({_NUM})\}}\{{({_NUM})\}}$")
+
+
 _SLASH_RE = re.compile(rf"^({_NUM})/({_NUM})$")
 
+
 _MAX_DIGITS = 400  # longer numerals are left to math-verify (and its timeouts)
+
+
 _MAX_EXP = 400
 
 
@@ -534,11 +514,6 @@ def mathverify_form(canonical: str) -> str:
     if m:
         return f"{m.group(1)}\\times10^{{{int(m.group(2))}}}"
     return canonical
-
-
-# --------------------------------------------------------------------------------------------------
-# Equivalence
-# --------------------------------------------------------------------------------------------------
 
 
 def is_equivalent(a: str | None, b: str | None, *, timeout: float | None = None) -> bool:

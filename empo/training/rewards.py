@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from empo.grading.answers import extract_answer, is_equivalent
+from empo.clustering.groups import GroupAnalysis, GroupRef, gather_groups
+from empo.clustering.math_clusters import MathClusterer
 from empo.distributed import world
 from empo.errors import ConfigError
-from empo.clustering.math_clusters import MathClusterer
-from empo.clustering.groups import GroupAnalysis, GroupRef, gather_groups
+from empo.grading.answers import is_equivalent
+from empo.grading.extract import extract_answer
 from empo.rollout.hf import chat_prompt
 
 

@@ -18,7 +18,7 @@ processes and number of micro-batches and each kept completion in the same optim
 accepted below, a step's update does not depend on which process or micro-batch of the step holds a completion,
 so this reference is well defined whatever TRL's shuffle did. A dropped group's ``completion_mask`` rows and
 advantages are zeroed, so it adds nothing to any sum; what remains is each loss's denominator, corrected per
-loss type (``empo.clustering.entropy.FILTER_NORMALISATION``):
+loss type (``empo.training.filter.FILTER_NORMALISATION``):
 
 - token-normalised losses (``dapo``, ``cispo``, ``vespo``) divide by ``num_items_in_batch``, which is
   recomputed over the kept tokens of all processes (as TRL does for ``mask_truncated_completions``);
@@ -29,7 +29,7 @@ loss type (``empo.clustering.entropy.FILTER_NORMALISATION``):
   1 / kept count, however unevenly the kept rows fell into micro-batches and processes;
 - settings that normalise per micro-batch (``bnpo``, the entropy bonus, ``top_entropy_quantile``) or over
   the whole batch (``scale_rewards='batch'``) cannot be made exact by rescaling TRL's loss and are refused with
-  the filter on (``empo.clustering.entropy.check_filter_exact``, also called by ``empo train`` before the model loads).
+  the filter on (``empo.training.filter.check_filter_exact``, through ``empo.recipe.validate`` before the model loads).
 
 This holds with gradient accumulation, several processes, ``steps_per_generation > 1`` (a generation batch
 spanning several optimizer steps keeps TRL's generation-level normaliser, as TRL does for ``dapo``) and
@@ -46,10 +46,11 @@ import math
 import torch
 from trl import GRPOTrainer
 
-from empo.clustering.math_clusters import GRADING
-from empo.clustering.entropy import FILTER_NORMALISATION, keep_group
+from empo.clustering.entropy import keep_group
 from empo.clustering.groups import BatchGroups, gather_groups
+from empo.clustering.math_clusters import GRADING
 from empo.io import JsonlAppender
+from empo.training.filter import FILTER_NORMALISATION
 from empo.training.pseudo_labels import sign_disagreement
 from empo.training.rewards import completion_text
 
@@ -75,7 +76,7 @@ class EmpoTrainer(GRPOTrainer):
         # zero-gradient, lr=0 step before loading one (accelerate's FSDP2 resume), and fails on an empty state.
         self._step_decision: bool | None = True
         if training_args is not None and training_args.use_vllm:
-            from empo.rollout.vllm_engine import empo_vllm_generation
+            from empo.training.vllm_sync import empo_vllm_generation
 
             with empo_vllm_generation(self.empo_args.vllm_enforce_eager):  # CPU-capable engine and weight sync
                 super().__init__(*args, **kwargs)

