@@ -1,5 +1,5 @@
-"""The ``empo`` command line: one subcommand per stage (``rollout``, ``train``, ``eval``, ``compare``, ``merge``, ``data``,
-``launch``); every bad input is one line (:func:`empo.errors.report_errors`)."""
+"""The ``empo`` command line: one subcommand per stage (``rollout``, ``train``, ``eval``, ``compare``, ``merge``,
+``data``, ``launch``); every bad input is one line (:func:`empo.errors.report_errors`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def _add_rollout(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
     p.add_argument("--delta-low", type=float, default=0.0, help="keep groups with entropy above this (nats)")
     p.add_argument("--delta-high", type=float, default=None, help="keep groups with entropy below this (default log G)")
-    p.add_argument("--backend", choices=BACKENDS, default="hf", help="hf: transformers generate; vllm: vLLM offline engine")
+    p.add_argument("--backend", choices=BACKENDS, default="hf",
+                   help="hf: transformers generate; vllm: vLLM offline engine")
     p.add_argument("--dtype", default="float32", help="model dtype (float32 on CPU; bfloat16 on GPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--output", default="runs/rollout/rollout.jsonl")
@@ -78,7 +79,8 @@ def _add_eval(sub, suite: dict | None = None) -> None:
     p.add_argument("--model", default=d.model, help="hub id, local directory or alias")
     p.add_argument("--adapter", default=None, help="LoRA adapter directory (e.g. a training output_dir)")
     p.add_argument("--benchmarks", default=d.benchmarks, help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
-    p.add_argument("--data-dir", default=None, help="directory with <benchmark>.jsonl files (default: the repository's data/benchmarks; 'hub': the hub)")
+    p.add_argument("--data-dir", default=None, help="directory with <benchmark>.jsonl files (default: the shipped "
+                                                     "data/benchmarks; 'hub': the hub)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--prompt", default=d.prompt, help="prompt preset (boxed-example | qwen-math) or file")
     p.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=d.greedy,
@@ -132,7 +134,8 @@ def _eval(args) -> int:
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", add_help=False,
-                       help="GRPO training with EMPO (or baseline) rewards from a recipe; no arguments: the CPU default. "
+                       help="GRPO training with EMPO (or baseline) rewards from a recipe; no arguments: the CPU "
+                            "default. "
                             "Takes --config RECIPE.yaml and any GRPOConfig/ModelConfig/EmpoArguments flag.")
     p.set_defaults(func=_train)
 
@@ -150,7 +153,8 @@ def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="Evaluate runs that differ only in the reward (and the base model) and "
                                        "write a report with confidence intervals and plots.")
     p.add_argument("runs", nargs="*", help="training output directories")
-    p.add_argument("--sweep", default=None, help="sweep spec YAML (rewards x seeds): train what is missing, then compare")
+    p.add_argument("--sweep", default=None,
+                   help="sweep spec YAML (rewards x seeds): train what is missing, then compare")
     p.add_argument("--output", default="runs/compare", help="report directory (sweeps: <output_root>/compare)")
     p.add_argument("--allow-diff", default="", help="comma-separated setting keys allowed to differ between runs")
     p.add_argument("--no-eval", dest="evaluate", action="store_false", help="use the evals already on disk")

@@ -42,7 +42,8 @@ class EmpoArguments:
     reward_funcs: list[str] = field(default_factory=lambda: ["empo"], metadata={
         "help": "Rewards by name: empo, majority_vote, gold_accuracy, format, random, self_certainty. Weights: "
                 "GRPOConfig.reward_weights."})
-    no_answer_reward: float = field(default=0.0, metadata={"help": "EMPO reward of a completion without a boxed answer."})
+    no_answer_reward: float = field(default=0.0, metadata={
+        "help": "EMPO reward of a completion without a boxed answer."})
     random_reward_seed: int = field(default=0, metadata={"help": "Seed of the 'random' control reward."})
     entropy_filter: bool = field(default=True, metadata={
         "help": "Train only on groups with delta_low < semantic entropy < delta_high; others leave the loss and "
@@ -50,7 +51,8 @@ class EmpoArguments:
     delta_low: float = field(default=0.0, metadata={"help": "Lower entropy bound in nats (exclusive)."})
     delta_high: float | None = field(default=None, metadata={
         "help": "Upper entropy bound in nats (exclusive); None means log(G), dropping all-different groups."})
-    # clustering (empo.clustering.math_clusters.build_clusterer; free-form answers: empo.clustering.freeform, judges: empo.clustering.judges)
+    # clustering (empo.clustering.math_clusters.build_clusterer; free-form answers: empo.clustering.freeform, judges:
+    # empo.clustering.judges)
     clustering: str = field(default="math", metadata={
         "help": "How answers are extracted and clustered: 'math' (last \\boxed{}, mathematical equivalence), "
                 "'entailment' (free-form text, bidirectional entailment by entailment_judge) or 'embedding' "

@@ -17,9 +17,9 @@ the dataset's own column (``qingyangzhang/natural_reasoning_simple``: ``question
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from empo import arithmetic, resources
 from empo.errors import DataError
@@ -54,7 +54,7 @@ class HubSchema:
     answer_optional: bool = field(default=False, metadata={"help": "Rows may lack the answer (kept as None)."})
     source: str = field(default="", metadata={"help": "Where the column names were read (repository and path)."})
 
-    def apply(self, spec: "DataSpec") -> "DataSpec":
+    def apply(self, spec: DataSpec) -> DataSpec:
         """``spec`` with every field it left at DataSpec's default replaced by this dataset's column."""
         default = DataSpec()
         changes = {name: getattr(self, name) for name in ("question_field", "answer_field", "id_field")

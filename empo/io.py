@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from empo.errors import DataError, DirectoryLockedError
 
@@ -75,7 +76,7 @@ class JsonlAppender:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "JsonlAppender":
+    def __enter__(self) -> JsonlAppender:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -97,7 +98,7 @@ class DirectoryLock:
         self.what = what
         self._fd: int | None = None
 
-    def acquire(self) -> "DirectoryLock":
+    def acquire(self) -> DirectoryLock:
         import fcntl
 
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ class DirectoryLock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> "DirectoryLock":
+    def __enter__(self) -> DirectoryLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from empo.data import DATA_DIR, DataError, DataSpec, read_hub
 from empo.evaluation.benchmarks import _gsm8k_hub, _integer_answer_hub, _olympiad_hub
@@ -93,7 +93,8 @@ def prepare(name: str, data_dir: Path = DATA_DIR) -> Path:
     entry = entries[name]
     source = entry["source"]
     if not source.get("hub_id"):
-        raise DataError(f"{entry['file']} has no hub source to rebuild from: {source.get('note', 'see data/README.md')}")
+        note = source.get("note", "see data/README.md")
+        raise DataError(f"{entry['file']} has no hub source to rebuild from: {note}")
     raw = read_hub(DataSpec(name=source["hub_id"], subset=source.get("subset"), split=source["split"],
                              question_field=None, answer_field=None))
     try:

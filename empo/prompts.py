@@ -83,7 +83,8 @@ def get_prompt_config(preset_or_config: str | dict | PromptConfig | None) -> Pro
         preset_or_config = loaded
     unknown = set(preset_or_config) - set(PromptConfig.__dataclass_fields__)
     if unknown:
-        raise ConfigError(f"unknown prompt key(s) {sorted(unknown)}; known: {sorted(PromptConfig.__dataclass_fields__)}")
+        raise ConfigError(f"unknown prompt key(s) {sorted(unknown)}; "
+                          f"known: {sorted(PromptConfig.__dataclass_fields__)}")
     return PromptConfig(**preset_or_config)
 
 

@@ -58,7 +58,7 @@ def provenance(command: list[str] | None = None) -> dict:
     """``command``: the argv that produced the result (None: called from Python, recorded as the process's argv)."""
     return {"command": " ".join(command if command is not None else ["python", *sys.argv]),
             "commit": git_commit(), "machine": machine(), "versions": versions(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def format_provenance(p: dict) -> str:

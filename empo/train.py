@@ -5,8 +5,8 @@
     torchrun --nproc_per_node 2 -m empo.train --config <recipe>
 
 A run started again with the same command resumes from the last checkpoint in ``output_dir``; started with other
-defining settings it is refused before the model loads (``empo.training.run_dir``; ``--restart true`` starts afresh). One
-process writes an ``output_dir`` at a time (``empo.io.DirectoryLock``).
+defining settings it is refused before the model loads (``empo.training.run_dir``; ``--restart true`` starts afresh).
+One process writes an ``output_dir`` at a time (``empo.io.DirectoryLock``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ group takes one gold answer and fills its slots with the gold itself, equivalent
 and wrong variants (other golds, off-by-one numbers, a changed digit, an open/closed bracket swap), plus the odd
 missing answer.  Then it measures answers per second for
 
-(a) ``empo.clustering.math_clusters.cluster_answers`` (canonical forms, exact numbers, one math-verify task per group in a
-    worker process), and
+(a) ``empo.clustering.math_clusters.cluster_answers`` (canonical forms, exact numbers, one math-verify task per
+    group in a worker process), and
 (b) the naive greedy approach: each answer is compared with every existing cluster's first member through
     ``math_verify.verify(math_verify.parse(rep), math_verify.parse(answer))`` -- no caching, main thread,
     math-verify's default timeouts.  Answers are wrapped as ``\\boxed{...}`` for ``parse``, as in a completion.
@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     # empo, same groups again: every cache hot
     t = time.perf_counter()
     again = [cluster_answers(g) for g in groups]
-    rows.append(("empo cluster_answers, repeat (caches hot)", len(groups), n_answers, time.perf_counter() - t, "steady"))
+    rows.append(("empo cluster_answers, repeat (caches hot)", len(groups), n_answers, time.perf_counter() - t,
+                 "steady"))
     assert again == ours
     # empo, steady state: fresh worker and caches, then warm-up groups of another seed, then the groups
     if args.warmup_groups > 0:
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster_answers(g)
         t = time.perf_counter()
         steady = [cluster_answers(g) for g in groups]
-        rows.insert(1, ("empo cluster_answers, steady state", len(groups), n_answers, time.perf_counter() - t, "steady"))
+        rows.insert(1, ("empo cluster_answers, steady state", len(groups), n_answers, time.perf_counter() - t,
+                        "steady"))
         assert steady == ours
 
     naive = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-CPU_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "SmolLM2-135M-Instruct" / "empo" / "config_arith_cpu.yaml"
+CPU_RECIPE = Path(__file__).resolve().parents[1] / "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml"
 
 
 def recipe_lora():

@@ -51,7 +51,8 @@ print(json.dumps({"seconds": round(elapsed, 2), **GRADING.take(), "clusters": le
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--timeout", type=float, default=5.0, help="per-comparison timeout (s)")
-    ap.add_argument("--budgets", default="default,0", help="group budgets (s) to run; 'default' = 2 x timeout, 0 = none")
+    ap.add_argument("--budgets", default="default,0",
+                    help="group budgets (s) to run; 'default' = 2 x timeout, 0 = none")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     results = []

@@ -150,7 +150,8 @@ def main(argv=None) -> int:
         d = result["default_threshold"]
         print(f"{name:10s} P={d['precision']} R={d['recall']} F1={d['f1']:.3f} acc={d['accuracy']:.3f} "
               f"{result['pairs_per_s']:.1f} pairs/s (threshold {result['threshold']}); best in-sample F1 "
-              f"{result['best_f1_threshold_in_sample']['f1']:.3f} at {result['best_f1_threshold_in_sample']['threshold']:.3f}",
+              f"{result['best_f1_threshold_in_sample']['f1']:.3f} at "
+              f"{result['best_f1_threshold_in_sample']['threshold']:.3f}",
               flush=True)
         del judge
     if args.merge and Path(args.output).exists():  # keep the other judges' figures from an earlier run

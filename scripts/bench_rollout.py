@@ -115,7 +115,8 @@ def bench_train(variant: str, a) -> dict:
     t0 = time.perf_counter()
     trainer = EmpoTrainer(model=load_model(a.model, dtype=a.dtype), reward_funcs=[build_reward("empo", a.G)],
                           args=config, train_dataset=datasets.Dataset.from_list(rows),
-                          processing_class=load_tokenizer(a.model), peft_config=lora, callbacks=[step_timer(step_times)],
+                          processing_class=load_tokenizer(a.model), peft_config=lora,
+                          callbacks=[step_timer(step_times)],
                           empo_args=EmpoArguments())
     start_s = time.perf_counter() - t0
     trainer.train()
@@ -158,7 +159,8 @@ def main() -> None:
                   f"engine start {r['engine_start_s']:.1f} s)", flush=True)
         else:
             sync = r["sync_seconds"][1:] or r["sync_seconds"]
-            print(f"{variant:>19}: {r['s_per_step']:6.2f} s/step (steps: {' '.join(f'{t:.1f}' for t in r['step_times'])}"
+            steps = " ".join(f"{t:.1f}" for t in r["step_times"])
+            print(f"{variant:>19}: {r['s_per_step']:6.2f} s/step (steps: {steps}"
                   + (f"; weight sync {sum(sync) / len(sync):.2f} s/step" if sync else "")
                   + f"; start {r['engine_start_s']:.1f} s)", flush=True)
     for a_, b_, what in (("hf-generate", "vllm-generate", "tok/s"), ("hf-train", "vllm-train", "s/step")):

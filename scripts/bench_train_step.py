@@ -49,7 +49,8 @@ def run_variant(variant: str, a) -> dict:
     tokens = trainer.state.num_input_tokens_seen
     steady = step_times[1:] or step_times  # the first step pays one-off costs (worker start, caches)
     return {"variant": variant, "s_per_step": sum(steady) / len(steady), "step_times": step_times,
-            "tokens_per_s": tokens / sum(step_times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "tokens_per_s": tokens / sum(step_times),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -69,7 +70,7 @@ def main() -> None:
     for variant in ("trl", "empo"):
         cmd = [sys.executable, __file__, "--variant", variant] + sys.argv[1:]
         out = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((line for line in out.stdout.splitlines() if line.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
         results[variant] = json.loads(line[7:])
@@ -77,7 +78,8 @@ def main() -> None:
     for r in results.values():
         print(f"{r['variant']:>8} | {r['s_per_step']:8.2f} | {r['tokens_per_s']:8.1f} | {r['peak_rss_mb']:11.0f} | "
               + " ".join(f"{t:.1f}" for t in r["step_times"]))
-    print(f"EmpoTrainer / GRPOTrainer time per step: {results['empo']['s_per_step'] / results['trl']['s_per_step']:.3f}x")
+    ratio = results["empo"]["s_per_step"] / results["trl"]["s_per_step"]
+    print(f"EmpoTrainer / GRPOTrainer time per step: {ratio:.3f}x")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ def main(out_path: str, tiny: str, per_device: int) -> None:
                       gradient_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no", seed=0)
     ds = datasets.Dataset.from_list([{"id": str(i), "prompt": build_messages(q, PRESETS["qwen-math"]), "answer": "5"}
                                      for i, q in enumerate(QUESTIONS)])
-    trainer = ScriptedTrainer(model=load_model(tiny), reward_funcs=[build_reward("empo", g), build_reward("majority_vote", g)],
+    trainer = ScriptedTrainer(model=load_model(tiny),
+                              reward_funcs=[build_reward("empo", g), build_reward("majority_vote", g)],
                               args=args, train_dataset=ds, processing_class=load_tokenizer(tiny),
                               empo_args=EmpoArguments())
     trainer.model.train()

@@ -16,6 +16,7 @@ HAVE_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
 
 
 def needs_deepspeed() -> None:
-    """Skip the calling test without the deepspeed extra, unless EMPO_REQUIRE_DEEPSPEED is set (then it runs, and fails)."""
+    """Skip the calling test without the deepspeed extra, unless EMPO_REQUIRE_DEEPSPEED is set (then it runs, and
+    fails)."""
     if not HAVE_DEEPSPEED and not os.environ.get("EMPO_REQUIRE_DEEPSPEED"):
         pytest.skip("deepspeed extra not installed (pip install -e '.[deepspeed]')")

@@ -232,7 +232,8 @@ def test_is_equivalent_false(a, b):
     assert not is_equivalent(b, a)
 
 
-@pytest.mark.parametrize("a, b", [(None, None), (None, "1"), ("1", None), ("", ""), ("", "1"), ("  ", "  "), (r"\,", r"\,")])
+@pytest.mark.parametrize("a, b", [(None, None), (None, "1"), ("1", None), ("", ""), ("", "1"), ("  ", "  "),
+                                  (r"\,", r"\,")])
 def test_is_equivalent_missing_is_false(a, b):
     assert not is_equivalent(a, b)
 
@@ -355,7 +356,8 @@ def test_worker_hard_timeout_and_crash_recovery(monkeypatch):
 
 
 def test_concurrent_threads():
-    pairs = [(r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}", True), (r"(1,3)", r"[1,3]", False), (r"\{3,4\}", r"\{4,3\}", True)]
+    pairs = [(r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}", True), (r"(1,3)", r"[1,3]", False),
+             (r"\{3,4\}", r"\{4,3\}", True)]
     out: dict[int, bool] = {}
 
     def work(k):

@@ -33,7 +33,8 @@ def _cases():
     missing_model, missing_adapter = "/nonexistent/model", "/nonexistent/adapter"
     cases = {
         # model paths
-        "rollout/missing-model": (["rollout", "--model", missing_model], "model path '/nonexistent/model' does not exist"),
+        "rollout/missing-model": (["rollout", "--model", missing_model],
+                                  "model path '/nonexistent/model' does not exist"),
         "eval/missing-model": (["eval", "--model", missing_model], "model path '/nonexistent/model' does not exist"),
         "train/missing-model": (["train", "--model_name_or_path", missing_model],
                                 "model path '/nonexistent/model' does not exist"),
@@ -56,7 +57,8 @@ def _cases():
                                     "adapter directory '/nonexistent/adapter' does not exist"),
         "eval/missing-adapter": (["eval", "--adapter", missing_adapter],
                                  "adapter directory '/nonexistent/adapter' does not exist"),
-        "merge/missing-adapter": (["merge", "/nonexistent", f"{t}/out"], "adapter directory '/nonexistent' does not exist"),
+        "merge/missing-adapter": (["merge", "/nonexistent", f"{t}/out"],
+                                  "adapter directory '/nonexistent' does not exist"),
         "merge/not-an-adapter": (["merge", f"{t}/not_a_model", f"{t}/out"], "no adapter_config.json"),
         "merge/output-not-a-model": (["merge", f"{t}/adapter", f"{t}/bench"], "exists and is not a model directory"),
         # data without the mapped fields

@@ -45,12 +45,14 @@ def test_none_answers_are_singletons():
 
 
 def test_equivalent_variants_share_a_cluster():
-    answers = [r"\frac12", "0.5", "1/2", r"\dfrac{1}{2}", r"x = \frac{1}{2}", "0.50", r"\frac{1}{2}\text{ m}", "2", r"\sqrt{4}"]
+    answers = [r"\frac12", "0.5", "1/2", r"\dfrac{1}{2}", r"x = \frac{1}{2}", "0.50", r"\frac{1}{2}\text{ m}", "2",
+               r"\sqrt{4}"]
     assert cluster_answers(answers) == [0, 0, 0, 0, 0, 0, 0, 1, 1]
 
 
 def test_math_verify_structures():
-    answers = ["(1,2)", "[1,2]", r"\left(1, 2\right)", r"\{1,2\}", r"\{2,1\}", r"\frac{\sqrt{3}}{2}", r"\frac{1}{2}\sqrt{3}"]
+    answers = ["(1,2)", "[1,2]", r"\left(1, 2\right)", r"\{1,2\}", r"\{2,1\}", r"\frac{\sqrt{3}}{2}",
+               r"\frac{1}{2}\sqrt{3}"]
     ids = cluster_answers(answers)
     assert ids[0] == ids[2]
     assert ids[0] != ids[1]

@@ -225,7 +225,8 @@ def test_cli_compare_refuses_mismatched_runs_in_one_line(tmp_path, capsys):
 
 def test_sweep_trains_only_unfinished_runs_then_compares(tmp_path, monkeypatch):
     spec = tmp_path / "sweep.yaml"
-    spec.write_text(f"recipe: recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml\noutput_root: {tmp_path}\nseeds: [0, 1]\n"
+    spec.write_text("recipe: recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml\n"
+                    f"output_root: {tmp_path}\nseeds: [0, 1]\n"
                     "methods: [empo, random, {name: empo-nofilter, reward_funcs: [empo], "
                     "overrides: {entropy_filter: false, max_steps: 4}}]\n"
                     "overrides: {max_steps: 3, lora_target_modules: [q_proj, v_proj]}\n"

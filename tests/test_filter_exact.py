@@ -54,8 +54,8 @@ def test_filtered_batch_trains_like_kept_only_batch(tmp_path, tiny, loss_type):
     assert_same_gradients(filtered, kept_only)
 
 
-@pytest.mark.parametrize("loss_type", [lt if lt in ("grpo", "dr_grpo", "dapo") else pytest.param(lt, marks=pytest.mark.slow)
-                                       for lt in LOSS_TYPES])  # the default run keeps one per normaliser kind
+@pytest.mark.parametrize("loss_type", [lt if lt in ("grpo", "dr_grpo", "dapo")  # the default run: one per normaliser
+                                       else pytest.param(lt, marks=pytest.mark.slow) for lt in LOSS_TYPES])
 def test_filtered_batch_trains_like_kept_only_batch_with_accumulation(tmp_path, tiny, loss_type):
     # gradient_accumulation_steps 2 and steps_per_generation 2: TRL shuffles the generation batch into two
     # micro-batches, so the kept rows land unevenly in them; the accumulated gradient must not care

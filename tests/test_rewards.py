@@ -27,7 +27,8 @@ def call(name, answers, g, **kw):
 def test_empo_is_cluster_share_and_no_answer_gets_zero():
     r = call("empo", ["2", "2", "\\frac{4}{2}", "3", None, "3", "7", None], 8)
     assert r == [3 / 8, 3 / 8, 3 / 8, 2 / 8, 0.0, 2 / 8, 1 / 8, 0.0]
-    r = build_reward("empo", 4, no_answer_reward=-1.0)(prompts=["q"] * 4, completions=[boxed(None)] * 2 + [boxed(1)] * 2)
+    completions = [boxed(None)] * 2 + [boxed(1)] * 2
+    r = build_reward("empo", 4, no_answer_reward=-1.0)(prompts=["q"] * 4, completions=completions)
     assert r == [-1.0, -1.0, 0.5, 0.5]
 
 

@@ -73,10 +73,12 @@ def test_what_the_kept_groups_taught_is_logged_against_gold(tmp_path, tiny):
     # gold 6 and 7: the right completion is pushed down and the two majority ones up, in both groups -> 6 of 8
     assert m["empo/pseudo_label_accuracy"][-1] == 0.0 and m["empo/gold_sign_disagreement"][-1] == 0.75
     # samples.jsonl logs TRL's advantages, the ones the kept groups train with
-    rows = [json.loads(l) for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()][-len(QUESTIONS):]
+    lines = (tmp_path / "out" / "samples.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines][-len(QUESTIONS):]
     flat = [a for r in rows for a in r["advantages"]]
     kept = [k for r in rows for k in [r["kept"]] * G]
-    assert [a for a, k in zip(flat, kept) if k] == pytest.approx([a for a, k in zip(out["advantages"].tolist(), kept) if k])
+    trained = [a for a, k in zip(out["advantages"].tolist(), kept) if k]
+    assert [a for a, k in zip(flat, kept) if k] == pytest.approx(trained)
     assert sum(kept) == 2 * G and any(a != 0 for a in flat)
 
 
@@ -89,7 +91,8 @@ def test_all_filtered_batch_moves_no_weight(tmp_path, tiny):
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert trainer._skipped_optimizer_steps == 2
     # each step's log counts that step's skip (the run summary reads the last one)
-    logged = [r["empo/skipped_optimizer_steps"] for r in trainer.state.log_history if "empo/skipped_optimizer_steps" in r]
+    logged = [r["empo/skipped_optimizer_steps"] for r in trainer.state.log_history
+              if "empo/skipped_optimizer_steps" in r]
     assert logged == [1.0, 2.0]
 
 
@@ -99,7 +102,7 @@ def test_kept_groups_do_train(tmp_path, tiny):
     trainer.train()
     assert trainer._skipped_optimizer_steps == 0
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
-    rows = [l for l in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    rows = [line for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and '"kept": true' in rows[0]
 
 
@@ -172,7 +175,8 @@ def test_one_answer_gather_and_one_analysis_per_generation_batch(tmp_path, tiny,
     gathers, analyses = [], []
     gather, analyse = empo.clustering.groups.gather_list, empo.clustering.groups.analyse_group
     monkeypatch.setattr(empo.clustering.groups, "gather_list", lambda rows: gathers.append(len(rows)) or gather(rows))
-    monkeypatch.setattr(empo.clustering.groups, "analyse_group", lambda *a, **k: analyses.append(a[0]) or analyse(*a, **k))
+    monkeypatch.setattr(empo.clustering.groups, "analyse_group",
+                        lambda *a, **k: analyses.append(a[0]) or analyse(*a, **k))
     trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("empo", "majority_vote", "format"))
     trainer.model.train()
     trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))

@@ -18,8 +18,8 @@ Clustering rule (:func:`cluster_texts`)
 Two answers are *linked* when both directions hold: A => B and B => A given the question (Kuhn et al.,
 Farquhar et al. 2024).  A one-way pair -- a more specific answer that entails a vaguer one, "in Paris, France"
 => "in Europe" but not back -- is **not** linked.  The clusters are the **connected components** of the links
-(the same closure as math clustering, :mod:`empo.clustering.math_clusters`): the partition does not depend on the order of the
-answers.  Consequence, documented and tested: A and C share a cluster when A<=>B and B<=>C even if the judge
+(the same closure as math clustering, :mod:`empo.clustering.math_clusters`): the partition does not depend on the order
+of the answers.  Consequence, documented and tested: A and C share a cluster when A<=>B and B<=>C even if the judge
 says A and C differ; two answers with only one-way entailment between them land in different clusters unless
 such a chain of two-way links joins them.
 

@@ -79,8 +79,8 @@ class GroupAnalysis:
 
 
 def analyse_group(answers: list[str | None], question: str | None = None, clusterer=None) -> GroupAnalysis:
-    """The group's analysis; a ``clusterer`` (from :func:`empo.clustering.math_clusters.build_clusterer`) other than math clusters
-    by meaning given ``question``."""
+    """The group's analysis; a ``clusterer`` (from :func:`empo.clustering.math_clusters.build_clusterer`) other than
+    math clusters by meaning given ``question``."""
     if clusterer is None or clusterer.kind == "math":
         ids = tuple(cluster_answers(list(answers)))
         return GroupAnalysis(answers=tuple(answers), cluster_ids=ids, entropy=semantic_entropy(list(ids)))

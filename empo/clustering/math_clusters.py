@@ -199,7 +199,7 @@ def cluster_answers(
         labels = mathverify_cluster([mathverify_form(r[0]) for r in reps], [r[2] for r in reps], timeout=timeout,
                                     budget=_group_budget(timeout, group_budget), report=report)
         GRADING.add(report.get("over_budget", False), len(report.get("timed_out", ())))
-        for (rep, root, _), lab in zip(reps, labels):
+        for (_, root, _), lab in zip(reps, labels):
             uf.union(root, reps[lab][1])
 
     return _number_ids([None if c is None else key_index[c] for c in canon], uf.find)

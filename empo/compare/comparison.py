@@ -61,7 +61,7 @@ class EvalBlock:
         "help": "Evaluate only the runs of these seeds (a costly block, e.g. many samples, on fewer replicates); "
                 "default: every run."})
 
-    def includes(self, run: "Run") -> bool:
+    def includes(self, run: Run) -> bool:
         return self.seeds is None or run.seed in self.seeds
 
     def modes(self) -> list[str]:
@@ -145,8 +145,8 @@ def build_comparison(runs: list[Run], blocks: list[EvalBlock], dirs: dict[str, d
 
 
 def training_diagnostics(run: Run) -> dict | None:
-    """What a run's reward taught, against the gold answers of its trained groups (``empo.training.pseudo_labels``). None
-    without math-graded samples (free-form runs are judged by their judge, not here)."""
+    """What a run's reward taught, against the gold answers of its trained groups (``empo.training.pseudo_labels``).
+    None without math-graded samples (free-form runs are judged by their judge, not here)."""
     from empo.training.pseudo_labels import run_diagnostics
 
     samples = run.path / "samples.jsonl"

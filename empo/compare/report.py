@@ -69,7 +69,8 @@ def format_report(comparison: dict, meta: dict) -> str:
         for m, s in t["methods"].items():
             lines.append(f"| {m} | {s['mean']:.3f} | [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] | "
                          + " ".join(f"{v:.3f}" for v in s["per_seed"]) + " | "
-                         + " | ".join(_signed(s.get(f"minus_{c}")) for c in present) + f" | {_share(s.get('gold_share'))} |")
+                         + " | ".join(_signed(s.get(f"minus_{c}")) for c in present)
+                         + f" | {_share(s.get('gold_share'))} |")
         for m, s in t["methods"].items():
             versus = [f"{m} − {r}: {_signed(s[f'minus_{r}'])} (ahead in {s[f'minus_{r}']['p_ahead']:.0%} of draws)"
                       for r in RIVALS if f"minus_{r}" in s]
@@ -109,7 +110,8 @@ def plot(comparison: dict, curve_data: dict, output: Path) -> None:
     for ax, t in zip(axes[0], tables):
         names = list(t["methods"])
         means = [t["methods"][m]["mean"] for m in names]
-        err = np.array([[m_ - t["methods"][m]["ci"][0], t["methods"][m]["ci"][1] - m_] for m, m_ in zip(names, means)]).T
+        err = np.array([[m_ - t["methods"][m]["ci"][0], t["methods"][m]["ci"][1] - m_]
+                        for m, m_ in zip(names, means)]).T
         ax.bar(names, means, yerr=err, capsize=4, color=[colours[m] for m in names])
         for i, m in enumerate(names):
             ax.scatter([i] * len(t["methods"][m]["per_seed"]), t["methods"][m]["per_seed"], color="k", s=8, zorder=3)
@@ -176,6 +178,7 @@ def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     """Each row's mean over the last ``window`` points (fewer at the start): per-step values over a couple of
     groups are too noisy to read."""
     cumulative = np.cumsum(values, axis=1)
-    shifted = np.concatenate([np.zeros((values.shape[0], window)), cumulative[:, :-window]], axis=1)[:, :values.shape[1]]
+    shifted = np.concatenate([np.zeros((values.shape[0], window)), cumulative[:, :-window]], axis=1)
+    shifted = shifted[:, :values.shape[1]]
     counts = np.minimum(np.arange(1, values.shape[1] + 1), window)
     return (cumulative - shifted) / counts

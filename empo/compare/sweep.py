@@ -39,7 +39,7 @@ class Sweep:
     evals: list[dict] = field(default_factory=list, metadata={"help": "EvalBlock fields, one mapping per block."})
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Sweep":
+    def from_yaml(cls, path: str | Path) -> Sweep:
         from empo import resources
         from empo.io import read_yaml
 

@@ -62,10 +62,10 @@ import hashlib
 import random
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 from empo import arithmetic
 from empo.clustering.groups import analyse_group
@@ -121,7 +121,7 @@ def shuffled_options(question: str, correct: str, incorrect: list[str], seed: in
         -> tuple[list[str], str]:
     """The options ``[correct, *incorrect]`` in a permutation fixed by the question's text and ``seed``, and the
     letter of the correct one. Hash-seeded (not Python's ``hash``), so the same in every process."""
-    digest = hashlib.sha256(f"{seed}\n{question}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}\n{question}".encode()).digest()
     order = list(range(1 + len(incorrect)))
     random.Random(int.from_bytes(digest[:8], "big")).shuffle(order)
     texts = [correct, *incorrect]

@@ -85,7 +85,8 @@ SUITE_KEYS = ("benchmarks", "data_dir", "limit", "prompt", "greedy", "n", "tempe
 
 
 def load_suite(path: str | Path) -> dict:
-    """An evaluation protocol from a YAML file (``eval/suites/``): a mapping of ``SUITE_KEYS``; unknown keys are named."""
+    """An evaluation protocol from a YAML file (``eval/suites/``): a mapping of ``SUITE_KEYS``; unknown keys are
+    named."""
     from empo import resources
     from empo.io import read_yaml
     from empo.recipe import check_known_keys
@@ -198,7 +199,8 @@ def summarize_benchmark(name: str, rows: list[dict], grouped: dict[tuple[str, st
     if greedy:
         scores = [float(greedy[r["id"]][0]["correct"]) for r in rows if r["id"] in greedy]
         out["greedy"] = mean_with_ci(scores)
-        out["greedy"]["boxed_rate"] = _mean([greedy[r["id"]][0]["answer"] is not None for r in rows if r["id"] in greedy])
+        answered = [greedy[r["id"]][0]["answer"] is not None for r in rows if r["id"] in greedy]
+        out["greedy"]["boxed_rate"] = _mean(answered)
         out["greedy"]["mean_tokens"] = _mean([greedy[r["id"]][0]["tokens"] for r in rows if r["id"] in greedy])
         for key in bench.breakdown:
             out.setdefault("by_" + key, {})
@@ -294,7 +296,8 @@ def format_report(summary: dict) -> str:
             lines += ["", f"### {name} by {key[3:]}", "", f"| {key[3:]} | problems | " + " | ".join(metrics) + " |",
                       "|---|---|" + "---|" * len(metrics)]
             for value, cell in b[key].items():
-                lines.append(f"| {value} | {cell['problems']} | " + " | ".join(_num(cell.get(m)) for m in metrics) + " |")
+                cells = " | ".join(_num(cell.get(m)) for m in metrics)
+                lines.append(f"| {value} | {cell['problems']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,8 @@
 """The equivalence rule of final answers, which EMPO's clustering uses (extraction: :mod:`empo.grading.extract`).
 
 These are the project's grading rules.  Everything the reward, the clustering and the evaluation say about
-"the same answer" comes from :func:`is_equivalent` (and :func:`empo.clustering.math_clusters.cluster_answers`, which applies
-the same relation to a whole group).
+"the same answer" comes from :func:`is_equivalent` (and :func:`empo.clustering.math_clusters.cluster_answers`, which
+applies the same relation to a whole group).
 
 Equivalence (:func:`is_equivalent`), decided in three stages
 ------------------------------------------------------------
@@ -106,7 +106,8 @@ _WRAPPED_BOX_RE = re.compile(r"^\\(?:boxed|fbox)\s*\{")
 _DISPLAY_WRAP_RE = re.compile(r"^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re.DOTALL)
 
 
-_SIZING_RE = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)(?![A-Za-z])\s*\.?")
+_SIZING_RE = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)"
+                        r"(?![A-Za-z])\s*\.?")
 
 
 # ``\left.``/``\right.`` are invisible delimiters; the regex above also eats the dot after them.  A dot after
@@ -243,7 +244,8 @@ def _brace_table(s: str) -> dict[int, int]:
 
 
 def _brace_args(s: str) -> str:
-    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\sqrt3`` -> ``\\sqrt{3}``, ``\\frac{1}2`` -> ``\\frac{1}{2}`` (iterative)."""
+    """``\\frac12`` -> ``\\frac{1}{2}``, ``\\sqrt3`` -> ``\\sqrt{3}``, ``\\frac{1}2`` -> ``\\frac{1}{2}``
+    (iterative)."""
     if "\\frac" not in s and "\\sqrt" not in s:
         return s
     out: list[str] = []

@@ -29,7 +29,7 @@ def extract_answer(text: str) -> str | None:
     if not isinstance(text, str):
         return None
     last = None
-    for last in _BOX_RE.finditer(text):
+    for last in _BOX_RE.finditer(text):  # noqa: B007 - the loop leaves the last match in `last`
         pass
     if last is None:
         return None

@@ -409,7 +409,7 @@ def mathverify_cluster(strings: list[str], numeric: list[bool] | None = None, ti
         report.update(over_budget=job.over_budget, timed_out=job.timed_out())
 
     with _cache_lock:
-        for i, j, res, timed_out in job.results:
+        for i, j, res, _ in job.results:
             key = (strings[i], strings[j]) if strings[i] <= strings[j] else (strings[j], strings[i])
             _lru_put(_pair_cache, key, res)
         for i in job.poison:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 if __package__:  # empo.grading.mathverify_worker: the pool's in-process fallback
     from empo.grading.union_find import UnionFind
@@ -127,7 +127,7 @@ def _run_job(job: _Job, send: Callable, timed: Callable, parse: Callable, equal:
             if limit is not None and limit <= 0:
                 return over_budget()
             send(("p", j))
-            _, timed_out = timed(lambda: parse(s), limit)
+            _, timed_out = timed(lambda s=s: parse(s), limit)
             if timed_out:
                 if cut_by_budget(limit):
                     return over_budget()
@@ -139,7 +139,7 @@ def _run_job(job: _Job, send: Callable, timed: Callable, parse: Callable, equal:
                 return over_budget()
             send(("b", i, j))
             a, b = job.strings[i], job.strings[j]
-            res, timed_out = timed(lambda: equal(a, b), limit)
+            res, timed_out = timed(lambda a=a, b=b: equal(a, b), limit)
             if timed_out and cut_by_budget(limit):
                 return over_budget()
             res = bool(res)
@@ -354,10 +354,10 @@ def _warm_up() -> None:
     """Pay sympy's and the LaTeX parser's lazy first-use costs at start-up rather than in the first task."""
     timed = _make_timed(10.0)
     for s in _WARM_UP:
-        timed(lambda: _mv_parse(s))
+        timed(lambda s=s: _mv_parse(s))
     for a, b in [(_WARM_UP[2], _WARM_UP[1]), (_WARM_UP[3], _WARM_UP[4]), (_WARM_UP[6], _WARM_UP[0]),
                  (_WARM_UP[7], _WARM_UP[8]), (_WARM_UP[9], _WARM_UP[6]), (_WARM_UP[10], _WARM_UP[3])]:
-        timed(lambda: _mv_equal(a, b))
+        timed(lambda a=a, b=b: _mv_equal(a, b))
 
 
 def worker_main(argv: list[str]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 class UnionFind:
-    """Disjoint sets over 0..n-1; a component's root is its smallest member (also used by empo.clustering.math_clusters)."""
+    """Disjoint sets over 0..n-1; a component's root is its smallest member."""
 
     __slots__ = ("parent",)
 

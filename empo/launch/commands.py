@@ -89,7 +89,8 @@ def render_slurm(plan: Plan, commands: list[Command], job_name: str, template: P
         server_block = "# no vLLM server (colocated vLLM or transformers generation)"
         train_nodes, first = plan.cluster.nodes, 0
     elif lo.server_dedicated_node:
-        server_block = (f'srun --nodes=1 --ntasks=1 --nodelist="${{NODES[0]}}" bash -c {shlex.quote(server.shell())} &\n'
+        server_block = (f'srun --nodes=1 --ntasks=1 --nodelist="${{NODES[0]}}" '
+                        f'bash -c {shlex.quote(server.shell())} &\n'
                         "wait_for_vllm \"${NODES[0]}\"")
         train_nodes, first = plan.cluster.nodes - 1, 1
     else:
@@ -101,7 +102,8 @@ def render_slurm(plan: Plan, commands: list[Command], job_name: str, template: P
         body = train.shell()  # one node: the server runs in this shell's background, training beside it
     text = template.read_text()
     for key, value in {"JOB_NAME": job_name, "NODES": str(plan.cluster.nodes),
-                       "GPUS_PER_NODE": str(plan.cluster.gpus_per_node), "VLLM_PORT": str(VLLM_PORT), "MASTER_NODE": str(first),
+                       "GPUS_PER_NODE": str(plan.cluster.gpus_per_node), "VLLM_PORT": str(VLLM_PORT),
+                       "MASTER_NODE": str(first),
                        "SERVER_BLOCK": server_block, "TRAIN_BLOCK": body, "PLAN": _comment(plan.format())}.items():
         text = text.replace("{{" + key + "}}", value)
     return text

@@ -34,7 +34,7 @@ class ModelShape:
     max_position_embeddings: int | None = None
 
     @classmethod
-    def from_file(cls, path: Path) -> "ModelShape":
+    def from_file(cls, path: Path) -> ModelShape:
         raw = json.loads(Path(path).read_text())
         names = cls.__dataclass_fields__
         missing = [k for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
@@ -86,7 +86,7 @@ class Sharding:
     offload_params: bool = False
 
     @classmethod
-    def from_accelerate_config(cls, path: Path | None) -> "Sharding":
+    def from_accelerate_config(cls, path: Path | None) -> Sharding:
         from empo.io import read_yaml
 
         if path is None:
@@ -96,7 +96,8 @@ class Sharding:
         if kind == "DEEPSPEED":
             ds = cfg.get("deepspeed_config") or {}
             stage = int(ds.get("zero_stage", 0))
-            return cls(f"zero{stage}" if stage else "ddp", offload_optimizer=ds.get("offload_optimizer_device", "none") != "none",
+            return cls(f"zero{stage}" if stage else "ddp",
+                       offload_optimizer=ds.get("offload_optimizer_device", "none") != "none",
                        offload_params=ds.get("offload_param_device", "none") != "none")
         if kind == "FSDP":
             return cls("fsdp", offload_params=bool((cfg.get("fsdp_config") or {}).get("fsdp_offload_params")))
@@ -224,7 +225,8 @@ class Plan:
             out.append(f"  time per step    ~{s['total']:.0f} s (generation {s['generation']:.0f} s + training "
                        f"{s['training']:.0f} s, not overlapped)")
         if self.gpu_hours is not None:
-            out.append(f"  estimate         ~{self.gpu_hours:,.0f} GPU-hours ({self.gpu_hours / self.total_gpus:,.1f} h "
+            wall = self.gpu_hours / self.total_gpus
+            out.append(f"  estimate         ~{self.gpu_hours:,.0f} GPU-hours ({wall:,.1f} h "
                        f"wall-clock on {self.total_gpus} GPUs)")
         out.append("  assumptions")
         out += [f"    - {a}" for a in self.assumptions]
@@ -265,11 +267,13 @@ def make_layout(vllm_mode: str | None, cluster: Cluster, tensor_parallel: int) -
             if g < tensor_parallel + 1:
                 raise PlanError(f"server mode needs the vLLM server's {tensor_parallel} GPU(s) plus at least one "
                                 f"trainer; the node has {g} GPU(s)")
-            return Layout("server", trainers=g - tensor_parallel, trainer_nodes=1, trainers_per_node=g - tensor_parallel,
+            return Layout("server", trainers=g - tensor_parallel, trainer_nodes=1,
+                          trainers_per_node=g - tensor_parallel,
                           server_gpus=tensor_parallel, tensor_parallel=tensor_parallel)
         # several nodes: accelerate needs the same process count on every machine, so node 0 only serves
         if tensor_parallel > g:
-            raise PlanError(f"vLLM tensor parallel size {tensor_parallel} is larger than the {g} GPUs of the server node")
+            raise PlanError(f"vLLM tensor parallel size {tensor_parallel} is larger than the {g} GPUs of the server "
+                            "node")
         return Layout("server", trainers=(n - 1) * g, trainer_nodes=n - 1, trainers_per_node=g, server_gpus=g,
                       server_dedicated_node=True, tensor_parallel=tensor_parallel, data_parallel=g // tensor_parallel)
     if vllm_mode == "colocate" and tensor_parallel > g:
@@ -287,8 +291,9 @@ def accelerate_config_path(spec: str | None) -> Path:
 
     path = resources.resolve(spec or "ddp", "recipes", subdir="accelerate_configs")
     if path is None:
+        shipped = sorted(p.stem for p in (resources.root("recipes") / "accelerate_configs").glob("*.yaml"))
         raise PlanError(f"accelerate config '{spec}' does not exist (neither a file nor a shipped config: "
-                        f"{', '.join(sorted(p.stem for p in (resources.root('recipes') / 'accelerate_configs').glob('*.yaml')))})")
+                        f"{', '.join(shipped)})")
     return path
 
 
@@ -311,7 +316,8 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
     layout = make_layout(mode, cluster, tp)
     shape, shape_file = find_model_shape(recipe.path, model_args.model_name_or_path)
     sharding = Sharding.from_accelerate_config(accelerate_config_path(empo_args.accelerate_config))
-    G, b, ga, w = args.num_generations, args.per_device_train_batch_size, args.gradient_accumulation_steps, layout.trainers
+    G, b, ga = args.num_generations, args.per_device_train_batch_size, args.gradient_accumulation_steps
+    w = layout.trainers
 
     # --- batch arithmetic (TRL 1.16: GRPOConfig.__post_init__, with the real world size) ---
     if recipe.sets("generation_batch_size"):
@@ -342,7 +348,8 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
     if rows is None and empo_args.dataset_name.startswith("arith"):
         from empo.data import ARITH_DEFAULT_SIZE
 
-        rows, source = empo_args.dataset_limit or ARITH_DEFAULT_SIZE.get(empo_args.dataset_split, 200), "arith generator"
+        rows = empo_args.dataset_limit or ARITH_DEFAULT_SIZE.get(empo_args.dataset_split, 200)
+        source = "arith generator"
     if rows is not None and empo_args.dataset_limit:
         rows = min(rows, empo_args.dataset_limit)
     if rows is None:
@@ -354,7 +361,8 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
         completions_per_epoch = (rows // prompts_per_gen) * gen_batch * args.num_iterations
         steps_per_epoch = completions_per_epoch // per_step
         if steps_per_epoch == 0:
-            raise PlanError(f"the dataset's {rows} rows are fewer than one generation batch of {prompts_per_gen} prompts")
+            raise PlanError(f"the dataset's {rows} rows are fewer than one generation batch of {prompts_per_gen} "
+                            "prompts")
     if args.max_steps and args.max_steps > 0:
         total = args.max_steps
     elif steps_per_epoch is not None:

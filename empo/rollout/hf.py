@@ -43,7 +43,8 @@ class HFGenerator:
     def __init__(self, model, tokenizer, batch_size: int = 8):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
-    def generate_groups(self, messages: list[list[dict]], sampling: SamplingConfig, seed_key: str = "") -> list[list[Sample]]:
+    def generate_groups(self, messages: list[list[dict]], sampling: SamplingConfig,
+                        seed_key: str = "") -> list[list[Sample]]:
         import torch
 
         tok = self.tokenizer

@@ -94,7 +94,8 @@ class VLLMGenerator:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.llm = LLM(model=path, tokenizer=path, **{**engine_kwargs(dtype, seed), **llm_kwargs})
 
-    def generate_groups(self, messages: list[list[dict]], sampling: SamplingConfig, seed_key: str = "") -> list[list[Sample]]:
+    def generate_groups(self, messages: list[list[dict]], sampling: SamplingConfig,
+                        seed_key: str = "") -> list[list[Sample]]:
         from vllm import SamplingParams, TokensPrompt
 
         tok = self.tokenizer

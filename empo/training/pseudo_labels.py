@@ -93,7 +93,8 @@ def run_diagnostics(sample_rows, reward_weights: Sequence[float] | None = None) 
         agreement[advantage_agreement(advantages, correct)] += 1
     if not groups:
         return None
-    return {"groups": len(latest), "kept_groups": groups, "skipped_step_share": sum(not kept for kept in steps.values()) / len(steps),
+    return {"groups": len(latest), "kept_groups": groups,
+            "skipped_step_share": sum(not kept for kept in steps.values()) / len(steps),
             "pseudo_label_accuracy": majority_right / groups,
             "sign_disagreement": disagree / pairs if pairs else None, "sign_pairs": pairs,
             "agreement": {k: v / groups for k, v in agreement.items()}}

@@ -105,7 +105,8 @@ def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math")
             + (f" ({s['seconds_per_step']:.1f} s/step)" if s["seconds_per_step"] else ""))
     lines = [head]
     if s["steps"]:
-        lines.append(f"  optimizer steps skipped (every group filtered): {s['skipped_optimizer_steps']} of {s['steps']};"
+        lines.append(f"  optimizer steps skipped (every group filtered): {s['skipped_optimizer_steps']} of "
+                     f"{s['steps']};"
                      f" kept-group fraction {s['kept_fraction']:.2f}")
         lines.append(f"  {'':<13}{'start':>8}{'end':>8}   (mean of the first / last {s['window']} logged steps)")
         for key, (name, fmt) in FIGURES.items():

@@ -66,8 +66,8 @@ class GroupedReward:
 class ClusterReward(GroupedReward):
     """A reward read off each group's semantic clustering (``score_group``).
 
-    Inside ``EmpoTrainer`` the groups come with the call (``empo_group``: one :class:`empo.clustering.groups.GroupRef` per
-    completion, from the trainer's one analysis of the generation batch). Called on its own, the reward builds them:
+    Inside ``EmpoTrainer`` the groups come with the call (``empo_group``: one :class:`empo.clustering.groups.GroupRef`
+    per completion, from the trainer's one analysis of the generation batch). Called on its own, the reward builds them:
     every process's answers are gathered, the global batch is cut into groups of G and clustered (with
     ``clusterer``), so a group spread over several processes is scored whole; this process's slice is returned.
     """

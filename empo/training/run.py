@@ -43,7 +43,8 @@ def build_rewards(empo_args, num_generations: int, clusterer=None):
 
 
 def claim_run_directory(empo_args, training_args, model_args):
-    """Lock ``output_dir`` (one writer) and check or start its record (see empo.training.run_dir), before any model loads.
+    """Lock ``output_dir`` (one writer) and check or start its record (see empo.training.run_dir), before any model
+    loads.
 
     Under torchrun/accelerate only rank 0 locks and writes; the other ranks check the record read-only.
     Returns the lock, held for the life of the process.

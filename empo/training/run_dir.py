@@ -8,8 +8,9 @@ the *defining* settings first, before any model loads:
   non-defining settings it holds (e.g. an extended ``max_steps``) are the latest ones;
 * different -> :class:`~empo.errors.RunDirectoryError` listing every ``key: old -> new``; the record and the
   directory are left untouched. (A record with no training output beside it -- no checkpoint, metrics, samples
-  or adapter: a start that failed before its first step -- describes nothing and is simply replaced.) To go on, pick a new ``output_dir``, or pass ``--restart true``, which moves
-  everything in the directory into ``<output_dir>.replaced-<UTC time>/`` (nothing is deleted) and starts afresh.
+  or adapter: a start that failed before its first step -- describes nothing and is simply replaced.) To go on, pick a
+  new ``output_dir``, or pass ``--restart true``, which moves everything in the directory into
+  ``<output_dir>.replaced-<UTC time>/`` (nothing is deleted) and starts afresh.
 
 A directory with checkpoints but no record is refused the same way: nothing says what made them.
 

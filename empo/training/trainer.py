@@ -2,9 +2,9 @@
 
 It reuses TRL's generation, advantage computation and loss untouched, and overrides these hooks:
 
-- ``_calculate_rewards``: builds the generation batch's groups once (``empo.clustering.groups.gather_groups``: every process's
-  answers in one collective, cut into groups of G, each clustered once with the trainer's clusterer) and hands them
-  to the rewards with TRL's reward call, so the group rewards score exactly these groups.
+- ``_calculate_rewards``: builds the generation batch's groups once (``empo.clustering.groups.gather_groups``:
+  every process's answers in one collective, cut into groups of G, each clustered once with the trainer's
+  clusterer) and hands them to the rewards with TRL's reward call, so the group rewards score exactly these groups.
 - ``_generate_and_score_completions``: after TRL scored the generation batch (and before its buffer is split
   into micro-batches), keeps a group only when delta_low < H < delta_high, from the same groups.
 - ``compute_loss``: TRL's loss times the generation batch's filter scale (below).
@@ -107,11 +107,13 @@ class EmpoTrainer(GRPOTrainer):
         kept = [not ea.entropy_filter or keep_group(gr.entropy, g, ea.delta_low, ea.delta_high) for gr in groups]
 
         device = output["completion_mask"].device
-        keep = torch.tensor([k for k in kept for _ in range(g)], device=device)[batch.offset:batch.offset + batch.local_count]
+        keep = torch.tensor([k for k in kept for _ in range(g)], device=device)
+        keep = keep[batch.offset:batch.offset + batch.local_count]
         if mode == "train":
             all_tokens = output["num_items_in_batch"]
             if not all(kept):
-                output["completion_mask"] = output["completion_mask"] * keep.unsqueeze(1).to(output["completion_mask"].dtype)
+                mask = output["completion_mask"]
+                output["completion_mask"] = mask * keep.unsqueeze(1).to(mask.dtype)
                 output["num_items_in_batch"] = self.accelerator.gather(_loss_mask(output).sum()).sum()
                 output["advantages"] = output["advantages"] * keep.to(output["advantages"].dtype)
             # sequence-normalised losses: all rows / kept rows of the global generation batch (1 when none is kept:
@@ -195,8 +197,8 @@ class EmpoTrainer(GRPOTrainer):
             grades = [gr.grade(str(golds[qi * g])) for qi, gr in enumerate(groups)]
             m["empo/majority_accuracy"].append(sum(majority for _, majority in grades) / len(groups))
             m["empo/sample_accuracy"].append(sum(sum(samples) for samples, _ in grades) / len(answers))
-            # what the trained groups taught (empo.training.pseudo_labels): is their majority right, and how often does the
-            # reward's advantage point against the gold reward's
+            # what the trained groups taught (empo.training.pseudo_labels): is their majority right, and how often does
+            # the reward's advantage point against the gold reward's
             trained = [(qi, grades[qi]) for qi, k in enumerate(kept) if k]
             if trained:
                 m["empo/pseudo_label_accuracy"].append(sum(majority for _, (_, majority) in trained) / len(trained))

@@ -82,7 +82,8 @@ class VerifierJudge(Judge):
                 raise ConfigError(f"judge 'verifier': template must be one of {sorted(TEMPLATES)} or a format string "
                                  f"with {{question}}, {{a}} and {{b}}; '{template}' lacks {key}")
         if self.chat and not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(f"judge 'verifier': the tokenizer has no chat template for the '{template}' template; use "
+            raise ConfigError(f"judge 'verifier': the tokenizer has no chat template for the '{template}' template; "
+                              "use "
                              "judge_template: general_verifier (a raw prompt) or a model with one")
         self.yes_ids = _first_token_ids(tokenizer, _YES)
         self.no_ids = _first_token_ids(tokenizer, _NO)
