@@ -1,6 +1,10 @@
+import sys
 from pathlib import Path
 
 import pytest
+
+# Test doubles and the scripts some tests run in other processes (torchrun, accelerate) live in tests/helpers/.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 
 ROOT = Path(__file__).resolve().parents[1]
 

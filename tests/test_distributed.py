@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scripted import free_port, make_tiny_model
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
 
 
 def run(tmp_path, tiny, nproc, per_device):

@@ -2,7 +2,7 @@
 holding only the kept groups, for every loss type TRL 1.16 offers that the filter accepts, with gradient
 accumulation and with 2 processes; the loss types it cannot make exact are refused before a model loads.
 
-Scripted completions (tests/scripted.py), no sampling. SCRIPT's questions 1 and 2 are kept, 0 (unanimous) and
+Scripted completions (tests/helpers/scripted.py), no sampling. SCRIPT's questions 1 and 2 are kept, 0 (unanimous) and
 3 (all different) are dropped, so [0, 1, 2, 3] filtered must train like [1, 2] alone."""
 
 import json
@@ -26,7 +26,7 @@ from scripted import (
 from empo.errors import ConfigError
 from empo.training.filter import FILTER_NORMALISATION
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
 QUESTIONS = list(SCRIPT)
 KEPT = [QUESTIONS[1], QUESTIONS[2]]
 LOSS_TYPES = list(FILTER_NORMALISATION)

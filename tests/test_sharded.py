@@ -28,8 +28,8 @@ import yaml
 from extras import needs_deepspeed
 from scripted import free_port, make_tiny_model
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
+ROOT = HERE.parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from extras import needs_vllm
 from empo.cli import main as cli_main
 from empo.io import read_jsonl
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
 
 
 def run(cmd, timeout=600):
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE.parent)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE.parents[1])
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
@@ -92,7 +92,7 @@ def test_server_mode_generation_on_cpu(tmp_path, default_model_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([str(HERE.parent / "scripts" / "vllm_serve.sh"), "smollm2-135m-instruct", "--port",
+    server = subprocess.Popen([str(HERE.parents[1] / "scripts" / "vllm_serve.sh"), "smollm2-135m-instruct", "--port",
                                str(port), "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "PYTHON": sys.executable}, start_new_session=True)
     try:

@@ -139,7 +139,7 @@ def train(recipe) -> int:
 
 def warn_if_fsdp_dropped(trainer) -> bool:
     """Say so when the accelerate config asked for FSDP but the run is not sharded: accelerate 1.x turns FSDP on only
-    for GPU-like devices and runs a CPU launch as plain data parallel, silently (tests/fsdp_on_cpu.py is how the
+    for GPU-like devices and runs a CPU launch as plain data parallel, silently (tests/helpers/fsdp_on_cpu.py is how the
     tests shard on CPU). Returns whether it warned."""
     import os
 

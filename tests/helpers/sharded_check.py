@@ -3,9 +3,9 @@ scripted completions -- step 1 keeps both groups, step 2's groups are all filter
 (full, gathered), every rank's optimizer state and how every rank holds the model after each step to the JSON file
 given as argv[1] (written by rank 0).
 
-    python tests/sharded_check.py OUT.json TINY_MODEL 8
-    accelerate launch --config_file cpu_zero2.yaml tests/sharded_check.py OUT.json TINY_MODEL 4 [--bf16] [--save]
-        [--resume CHECKPOINT]
+    python tests/helpers/sharded_check.py OUT.json TINY_MODEL 8
+    accelerate launch --config_file cpu_zero2.yaml tests/helpers/sharded_check.py OUT.json TINY_MODEL 4 [--bf16]
+        [--save] [--resume CHECKPOINT]
 
 ``--bf16`` trains with ``bf16=True`` (the accelerate config must then say ``mixed_precision: bf16``); ``--save``
 writes a checkpoint after each step to OUT's folder/sharded_out; ``--resume`` continues from such a checkpoint,

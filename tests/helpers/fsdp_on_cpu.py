@@ -1,4 +1,4 @@
-"""Test-only shim: let accelerate's own FSDP code path run on CPU processes (gloo), for tests/sharded_check.py.
+"""Test-only shim: let accelerate's own FSDP code path run on CPU processes (gloo), for tests/helpers/sharded_check.py.
 
 Why it is needed (accelerate 1.15): ``PartialState._prepare_backend`` makes every CPU launch ``MULTI_CPU`` (gloo),
 and ``AcceleratorState.__init__`` turns a requested FSDP plugin (``ACCELERATE_USE_FSDP=true`` from ``accelerate
