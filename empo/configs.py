@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 #: How answers are clustered (EmpoArguments.clustering); empo.clustering.math_clusters.build_clusterer builds each.
 CLUSTERINGS = ("math", "entailment", "embedding")
+#: What a dynamic-sampling batch still short of accepted groups does (EmpoArguments.dynamic_sampling_unfilled).
+UNFILLED = ("train", "skip")
 #: The judges of the 'entailment' clustering (EmpoArguments.entailment_judge); empo.clustering.judges builds each.
 ENTAILMENT_JUDGES = ("verifier", "nli")
 
@@ -51,6 +53,19 @@ class EmpoArguments:
     delta_low: float = field(default=0.0, metadata={"help": "Lower entropy bound in nats (exclusive)."})
     delta_high: float | None = field(default=None, metadata={
         "help": "Upper entropy bound in nats (exclusive); None means log(G), dropping all-different groups."})
+    dynamic_sampling: bool = field(default=False, metadata={
+        "help": "Fill every generation batch with accepted groups only (DAPO's dynamic sampling, by semantic entropy): "
+                "after TRL's generation round, further rounds sample G completions for a fresh generation batch of "
+                "questions until the batch holds only groups inside the entropy band (delta_low < H < delta_high, "
+                "with entropy_filter) whose largest cluster holds at least min_majority_share; accepted groups beyond "
+                "a full batch are dropped (see empo.training.dynamic_sampling)."})
+    max_sampling_rounds: int = field(default=4, metadata={
+        "help": "With dynamic_sampling: generation rounds per generation batch, the first included; a batch still "
+                "short of accepted groups then trains on what it has or skips (dynamic_sampling_unfilled)."})
+    dynamic_sampling_unfilled: str = field(default="train", metadata={
+        "help": "With dynamic_sampling, a batch short of accepted groups after max_sampling_rounds: 'train' (on the "
+                "accepted groups it has, the rest of the batch masked out exactly as the filter does) or 'skip' (no "
+                "optimizer step)."})
     # clustering (empo.clustering.math_clusters.build_clusterer; free-form answers: empo.clustering.freeform, judges:
     # empo.clustering.judges)
     clustering: str = field(default="math", metadata={
@@ -81,10 +96,18 @@ class EmpoArguments:
     min_majority_share: float = field(default=0.0, metadata={
         "help": "When a group's largest cluster holds a smaller share of its G answers, every completion of the "
                 "group gets 0 from 'empo' and 'majority_vote' (noise, not consensus). 0: off."})
-    # monitors
-    collapse_early_stop: bool = field(default=False, metadata={
-        "help": "Stop when the collapse monitor fires (see empo.monitors); it always logs a warning."})
-    collapse_patience: int = field(default=3, metadata={"help": "Consecutive logging steps of collapse signs to fire."})
+    # label-free stopping
+    stopping: str = field(default="mark", metadata={
+        "help": "Label-free stopping (empo.training.stopping): 'mark' writes <output_dir>/stopping.json when the run "
+                "turns from learning to collapse (semantic entropy of the sampled groups down to "
+                "stopping_entropy_fraction of its start, or answers vanishing, or completions shrinking) with the "
+                "checkpoint it chooses, and trains on; 'stop' also ends training there; 'off'."})
+    stopping_window: int = field(default=4, metadata={
+        "help": "Logging steps in the trailing mean that smooths each signal of the stopping rule."})
+    stopping_entropy_fraction: float = field(default=0.5, metadata={
+        "help": "The stopping rule's saturation: the smoothed semantic entropy at or below this share of its start."})
+    stopping_patience: int = field(default=2, metadata={
+        "help": "Consecutive logging steps the stopping rule's sign must hold before it fires."})
     # grading limits (wall-clock; see empo.grading.mathverify_pool)
     math_timeout: float | None = field(default=None, metadata={
         "help": "Seconds one math-verify operation (a parse, or a comparison of two answers) may take before it "

@@ -107,8 +107,9 @@ def check_known_keys(config: dict, known: set[str], what: str) -> None:
 
 def validate(empo_args, training_args, check_machine: bool = True) -> None:
     """Every check a recipe gets, before any model loads; one :class:`ConfigError` naming the setting."""
-    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES
+    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES, UNFILLED
     from empo.training.rewards import REWARDS
+    from empo.training.stopping import MODES
 
     e = empo_args
     if e.clustering not in CLUSTERINGS:
@@ -127,6 +128,18 @@ def validate(empo_args, training_args, check_machine: bool = True) -> None:
                           "verifier) has a prompt")
     if e.judge_batch_size is not None and e.judge_batch_size < 1:
         raise ConfigError(f"judge_batch_size: {e.judge_batch_size} must be >= 1")
+    if e.dynamic_sampling and not (e.entropy_filter or e.min_majority_share > 0):
+        raise ConfigError("dynamic_sampling needs a criterion: entropy_filter (the band delta_low < H < delta_high) "
+                          "or min_majority_share > 0")
+    if e.max_sampling_rounds < 1:
+        raise ConfigError(f"max_sampling_rounds: {e.max_sampling_rounds} must be >= 1")
+    if e.dynamic_sampling_unfilled not in UNFILLED:
+        raise ConfigError(f"dynamic_sampling_unfilled: '{e.dynamic_sampling_unfilled}' is not one of {list(UNFILLED)}")
+    if e.stopping not in MODES:
+        raise ConfigError(f"stopping: '{e.stopping}' is not one of {list(MODES)}")
+    if e.stopping_window < 1 or e.stopping_patience < 1 or not 0.0 < e.stopping_entropy_fraction < 1.0:
+        raise ConfigError("stopping_window and stopping_patience must be >= 1 and stopping_entropy_fraction in (0, 1); "
+                          f"got {e.stopping_window}, {e.stopping_patience}, {e.stopping_entropy_fraction}")
     unknown = [r for r in e.reward_funcs if r not in REWARDS]
     if unknown:
         raise ConfigError(f"unknown reward(s) {unknown} in reward_funcs; known: {sorted(REWARDS)}")
@@ -137,7 +150,7 @@ def validate(empo_args, training_args, check_machine: bool = True) -> None:
                           f"{len(e.reward_funcs)} reward_funcs")
     if training_args.num_generations < 2:
         raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
-    if e.entropy_filter:
+    if e.entropy_filter or e.dynamic_sampling:  # a short dynamic-sampling batch masks its filler groups the same way
         from empo.training.filter import check_filter_exact
 
         check_filter_exact(training_args)

@@ -264,3 +264,21 @@ def test_sweep_trains_only_unfinished_runs_then_compares(tmp_path, monkeypatch):
     spec.write_text("recipe: r.yaml\noutput_root: x\nmethods: [empo, {name: empo}]\n")
     with pytest.raises(CompareError, match="a name appears twice"):
         Sweep.from_yaml(spec)
+
+
+def test_methods_name_which_groups_train_and_free_form_runs_have_no_math_diagnostics(tmp_path):
+    from empo.compare.comparison import training_diagnostics
+
+    named = {
+        "empo": {}, "empo[no filter]": {"entropy_filter": False},
+        "empo[H in (0.0, 1.04)]": {"delta_high": 1.04},
+        "empo[majority >= 0.5, dynamic]": {"min_majority_share": 0.5, "dynamic_sampling": True},
+        "empo[H in (0.0, 1.04), dynamic x6, skip short]": {"delta_high": 1.04, "dynamic_sampling": True,
+                                                           "max_sampling_rounds": 6,
+                                                           "dynamic_sampling_unfilled": "skip"},
+    }
+    for i, (name, settings) in enumerate(named.items()):
+        assert load_run(make_run(tmp_path / str(i), "empo", 0, 0.5, empo_settings=settings)).method == name
+    math_run = load_run(make_run(tmp_path / "m", "empo", 0, 0.5))
+    free_run = load_run(make_run(tmp_path / "f", "empo", 0, 0.5, empo_settings={"clustering": "entailment"}))
+    assert training_diagnostics(math_run) is not None and training_diagnostics(free_run) is None

@@ -95,6 +95,7 @@ def test_all_filtered_batch_moves_no_weight_under_grpo(tmp_path, tiny):
 @pytest.mark.parametrize("setting, named", [
     ({"loss_type": "bnpo"}, "bnpo"),
     ({"scale_rewards": "batch"}, "scale_rewards 'batch'"),
+    ({"multi_objective_aggregation": "normalize_then_sum"}, "normalize_then_sum"),
     ({"entropy_coef": 0.01}, "entropy_coef"),
     ({"top_entropy_quantile": 0.2}, "top_entropy_quantile"),
     ({"loss_type": "some_future_loss"}, "some_future_loss"),  # a loss the filter has not been taught

@@ -48,7 +48,7 @@ def test_defining_and_non_defining_settings(tmp_path):
     lr, _ = record_for(tmp_path, "--learning_rate", "0.5")
     assert defining_differences(base, lr) == [f"learning_rate: {base['training']['learning_rate']!r} -> 0.5"]
     for flags in (["--max_steps", "31"], ["--logging_steps", "7"], ["--save_steps", "3"], ["--num_threads", "1"],
-                  ["--report_to", "none"], ["--collapse_patience", "9"], ["--output_dir", str(tmp_path / "x")]):
+                  ["--report_to", "none"], ["--stopping_patience", "9"], ["--output_dir", str(tmp_path / "x")]):
         assert defining_differences(base, record_for(tmp_path, *flags)[0]) == [], flags
     for flags in (["--seed", "3"], ["--lora_r", "4"], ["--delta_high", "1.0"], ["--reward_funcs", "random"],
                   ["--model_name_or_path", "other"], ["--num_generations", "2", "--per_device_train_batch_size", "2"]):
@@ -61,7 +61,8 @@ def test_defining_and_non_defining_settings(tmp_path):
     from empo.configs import EmpoArguments
 
     grpo = {f.name for f in fields(GRPOConfig)}
-    assert NOT_DEFINING["empo"] <= {f.name for f in fields(EmpoArguments)}
+    # kept for older empo records: the collapse monitor that label-free stopping replaced
+    assert NOT_DEFINING["empo"] - {f.name for f in fields(EmpoArguments)} <= {"collapse_early_stop", "collapse_patience"}
     assert NOT_DEFINING["training"] - grpo <= {"overwrite_output_dir", "logging_dir"}  # kept for older TRL records
 
 

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from empo.clustering.entropy import semantic_entropy
 from empo.clustering.math_clusters import cluster_answers
-from empo.distributed import gather_list
+from empo.distributed import gather_list, world
 from empo.grading.answers import is_equivalent
 
 
@@ -108,6 +108,8 @@ class BatchGroups:
     texts: list[str]            # every completion of the global batch
     golds: list                 # per completion: the gold column (logging only; None where unlabeled)
     ids: list                   # per completion: the question id
+    math_timeouts: int = 0      # math-verify operations that timed out while these groups were clustered
+    groups_over_budget: int = 0  # groups whose math-verify work ran out of the group budget
 
     @property
     def size(self) -> int:
@@ -121,15 +123,43 @@ class BatchGroups:
 
 def gather_groups(texts: list[str], inputs: list[dict], clusterer, group_size: int) -> BatchGroups:
     """Gather every process's (answer, gold, id, text, question) in one collective, cut the global batch into groups
-    of ``group_size`` consecutive completions (TRL's layout: a group may span processes) and analyse each once.
+    of ``group_size`` consecutive completions (TRL's layout: a group may span processes) and analyse each group once.
+
+    Under several processes the groups are shared out (group i on rank i mod world size) and the analyses gathered,
+    so every group is clustered once in the whole job and every process holds the same clusters -- its rewards, the
+    filter's decisions and the dynamic sampler's agree even when math-verify's wall-clock timeouts would not.
     ``inputs`` are this process's dataset rows, one per completion (``problem``, ``answer``, ``id``)."""
+    from empo.clustering.math_clusters import GRADING
+
     local = [(clusterer.extract(t, x.get("problem")), x.get("answer"), x.get("id"), t, x.get("problem"))
              for t, x in zip(texts, inputs)]
     rows, offset = gather_list(local)
     if len(rows) % group_size:
         raise ValueError(f"{len(rows)} completions are not a whole number of groups of num_generations={group_size}")
     answers, golds, ids, all_texts, questions = (list(col) for col in zip(*rows))
-    groups = [analyse_group(answers[i:i + group_size], questions[i], clusterer)
-              for i in range(0, len(answers), group_size)]
+    starts = range(0, len(answers), group_size)
+    rank, size = world()
+    GRADING.take()  # count only this batch's clustering
+    mine = {i: analyse_group(answers[s:s + group_size], questions[s], clusterer)
+            for i, s in enumerate(starts) if i % size == rank}
+    counts = GRADING.take()
+    if size == 1:
+        groups = [mine[i] for i in range(len(starts))]
+        timeouts, over_budget = counts["math_timeouts"], counts["groups_over_budget"]
+    else:
+        shared, _ = gather_list([(i, g.cluster_ids, g.entropy) for i, g in mine.items()]
+                                + [("counts", counts["math_timeouts"], counts["groups_over_budget"])])
+        by_index = {i: (c, e) for i, c, e in shared if i != "counts"}
+        groups = [mine[i] if i in mine else _shared_group(answers[s:s + group_size], *by_index[i], questions[s],
+                                                           clusterer) for i, s in enumerate(starts)]
+        timeouts = sum(c for i, c, _ in shared if i == "counts")
+        over_budget = sum(b for i, _, b in shared if i == "counts")
     return BatchGroups(groups=groups, group_size=group_size, offset=offset, local_count=len(texts), texts=all_texts,
-                       golds=golds, ids=ids)
+                       golds=golds, ids=ids, math_timeouts=timeouts, groups_over_budget=over_budget)
+
+
+def _shared_group(answers, cluster_ids, entropy, question, clusterer) -> GroupAnalysis:
+    """Another process's analysis of a group, rebuilt here (the grading equivalence is this process's clusterer's)."""
+    free_form = clusterer is not None and clusterer.kind != "math"
+    return GroupAnalysis(answers=tuple(answers), cluster_ids=tuple(cluster_ids), entropy=entropy,
+                         equivalent=(lambda a, b: clusterer.equivalent(a, b, question)) if free_form else None)

@@ -150,9 +150,21 @@ def training_diagnostics(run: Run) -> dict | None:
     from empo.training.pseudo_labels import run_diagnostics
 
     samples = run.path / "samples.jsonl"
-    if run.settings.get("empo.clustering.math_clusters", "math") != "math" or not samples.exists():
+    if run.settings.get("empo.clustering", "math") != "math" or not samples.exists():
         return None
-    return run_diagnostics(read_jsonl(samples), run.settings.get("training.reward_weights"))
+    taught = run_diagnostics(read_jsonl(samples), run.settings.get("training.reward_weights"))
+    if taught is None:
+        return None
+    # the compute each optimizer step cost: completion tokens generated (all rounds) and generation rounds
+    from empo.training.report import step_rows
+
+    rows = step_rows(run.path / "metrics.jsonl")
+    per_step = {key: [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+                for key in ("empo/generated_tokens", "empo/sampling_rounds")}
+    return {**taught, "generated_tokens_per_step": float(np.mean(per_step["empo/generated_tokens"]))
+            if per_step["empo/generated_tokens"] else None,
+            "sampling_rounds": float(np.mean(per_step["empo/sampling_rounds"])) if per_step["empo/sampling_rounds"]
+            else 1.0}
 
 
 def compare(run_dirs: list[str | Path], blocks: list[EvalBlock], output: str | Path, allow: set[str] = frozenset(),

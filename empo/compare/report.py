@@ -44,10 +44,11 @@ def _share(d: dict | None) -> str:
     return f"{d['mean']:.0%}" + (f" [{d['ci'][0]:.0%}, {d['ci'][1]:.0%}]" if d["ci"] else "")
 
 
-def _over_seeds(values: list[float | None]) -> str:
+def _over_seeds(values: list[float | None], fmt: str = ".3f") -> str:
     values = [v for v in values if v is not None]
-    return "-" if not values else f"{np.mean(values):.3f}" + (
-        f" ({' '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else "")
+    short = ".0f" if fmt == ".0f" else ".2f"
+    return "-" if not values else f"{np.mean(values):{fmt}}" + (
+        f" ({' '.join(f'{v:{short}}' for v in values)})" if len(values) > 1 else "")
 
 
 def format_report(comparison: dict, meta: dict) -> str:
@@ -84,15 +85,20 @@ def format_report(comparison: dict, meta: dict) -> str:
               "Mean over seeds (per seed in brackets). Pseudo-label accuracy: share of trained groups whose majority "
               "answer is the gold one. Sign disagreement: share of completions whose advantage points against the "
               "gold reward's (both nonzero). Same advantages: share of trained groups whose advantages equal the "
-              "gold reward's. Kept: trained groups / all groups. Skipped steps: every group filtered.", "",
-              "| method | pseudo-label acc | sign disagreement | same advantages | kept | skipped steps |",
-              "|---|---|---|---|---|---|"]
+              "gold reward's. Kept: trained groups / all groups sampled. Skipped steps: every group filtered. "
+              "Tokens / step: completion tokens generated per optimizer step, every generation round counted; "
+              "rounds: generation rounds per step (dynamic sampling).", "",
+              "| method | pseudo-label acc | sign disagreement | same advantages | kept | skipped steps "
+              "| tokens / step | rounds |",
+              "|---|---|---|---|---|---|---|---|"]
     for m, info in comparison["methods"].items():
         runs = [r for r in info["training"] if r is not None]
         cells = [[r["pseudo_label_accuracy"] for r in runs], [r["sign_disagreement"] for r in runs],
                  [r["agreement"]["same"] for r in runs], [r["kept_groups"] / r["groups"] for r in runs],
                  [r["skipped_step_share"] for r in runs]]
-        lines.append(f"| {m} | " + " | ".join(_over_seeds(c) for c in cells) + " |")
+        compute = [[r.get("generated_tokens_per_step") for r in runs], [r.get("sampling_rounds") for r in runs]]
+        lines.append(f"| {m} | " + " | ".join(_over_seeds(c) for c in cells) + " | "
+                     + " | ".join(_over_seeds(c, ".0f" if i == 0 else ".2f") for i, c in enumerate(compute)) + " |")
     lines += ["", "![accuracy](accuracy.png)", "", "![accuracy vs pseudo-label accuracy](accuracy_vs_pseudo_label.png)",
               "", "![training curves](training_curves.png)"]
     return "\n".join(lines) + "\n"

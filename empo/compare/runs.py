@@ -18,9 +18,11 @@ BOOKKEEPING = {"training.output_dir", "training.logging_dir", "training.run_name
 SEED_KEYS = {"training.seed", "training.data_seed", "empo.random_reward_seed"}
 
 
-#: The intended variable: the reward, and the entropy filter (switching it off is the paper's ablation).
+#: The intended variable: the reward, and which groups train -- the entropy filter (switching it off is the paper's
+#: ablation), a minimum majority share, and dynamic sampling.
 METHOD_KEYS = {"empo.reward_funcs", "training.reward_weights", "empo.entropy_filter", "empo.delta_low",
-               "empo.delta_high"}
+               "empo.delta_high", "empo.min_majority_share", "empo.dynamic_sampling", "empo.max_sampling_rounds",
+               "empo.dynamic_sampling_unfilled"}
 
 
 @dataclass
@@ -46,20 +48,29 @@ def load_run(path: str | Path) -> Run:
 
 
 def method_name(record: dict) -> str:
-    """``empo``, ``empo+format@1.0,0.5``, ``empo[no filter]``, ``empo[H in (0.2, 1.5)]``: the reward(s), then the
-    entropy filter when it is not the default (off, or another band)."""
+    """The reward(s), then which groups train when that is not the default: ``empo``, ``empo+format@1.0,0.5``,
+    ``empo[no filter]``, ``empo[H in (0.0, 1.04)]``, ``empo[majority >= 0.5, dynamic]``,
+    ``empo[H in (0.0, 1.04), dynamic x6, skip short]`` (dynamic sampling with other rounds or short-batch rule)."""
     from empo.configs import EmpoArguments
 
     empo, defaults = record["empo"], EmpoArguments()
+    setting = lambda key: empo.get(key, getattr(defaults, key))  # noqa: E731 - absent: an older record's default
     name = "+".join(empo["reward_funcs"])
     if record["training"].get("reward_weights"):
         name += "@" + ",".join(str(w) for w in record["training"]["reward_weights"])
-    if not empo.get("entropy_filter", defaults.entropy_filter):
-        return name + "[no filter]"
-    band = (empo.get("delta_low", defaults.delta_low), empo.get("delta_high", defaults.delta_high))
-    if band != (defaults.delta_low, defaults.delta_high):
-        return name + f"[H in ({band[0]}, {'log G' if band[1] is None else band[1]})]"
-    return name
+    tags = []
+    if not setting("entropy_filter"):
+        tags.append("no filter")
+    elif (setting("delta_low"), setting("delta_high")) != (defaults.delta_low, defaults.delta_high):
+        high = setting("delta_high")
+        tags.append(f"H in ({setting('delta_low')}, {'log G' if high is None else high})")
+    if setting("min_majority_share"):
+        tags.append(f"majority >= {setting('min_majority_share')}")
+    if setting("dynamic_sampling"):
+        rounds = setting("max_sampling_rounds")
+        tags.append("dynamic" + (f" x{rounds}" if rounds != defaults.max_sampling_rounds else "")
+                    + (", skip short" if setting("dynamic_sampling_unfilled") == "skip" else ""))
+    return name + (f"[{', '.join(tags)}]" if tags else "")
 
 
 def setting_differences(runs: list[Run], allow: set[str] = frozenset()) -> dict[str, dict[str, object]]:

@@ -24,8 +24,9 @@ def check_filter_exact(training_args) -> None:
     """Raise ValueError naming the setting for which the entropy filter could not equal a kept-only batch.
 
     Those settings normalise per micro-batch (bnpo, the entropy bonus, the entropy quantile mask) or standardise
-    advantages over the whole batch (scale_rewards='batch'): the kept-only batch would put the kept completions in
-    different micro-batches or standardise them differently, and no rescaling of TRL's loss can undo that.
+    advantages over the whole batch (scale_rewards='batch', multi_objective_aggregation='normalize_then_sum'): the
+    kept-only batch would put the kept completions in different micro-batches or standardise them differently, and no
+    rescaling of TRL's loss can undo that.
     """
     loss_type = training_args.loss_type
     if loss_type == "bnpo":
@@ -39,6 +40,10 @@ def check_filter_exact(training_args) -> None:
     if training_args.scale_rewards == "batch":
         raise ConfigError("scale_rewards 'batch' cannot be used with entropy_filter: it standardises advantages with "
                          "the std of the whole batch, dropped groups included; use 'group' or 'none'")
+    if training_args.multi_objective_aggregation == "normalize_then_sum":
+        raise ConfigError("multi_objective_aggregation 'normalize_then_sum' cannot be used with entropy_filter: it "
+                          "standardises the summed advantages over the whole batch, dropped groups included; use "
+                          "'sum_then_normalize'")
     if training_args.entropy_coef != 0.0 or training_args.use_adaptive_entropy:
         raise ConfigError("entropy_coef / use_adaptive_entropy cannot be used with entropy_filter: TRL's entropy "
                          "bonus is a per-micro-batch token mean, which no batch-level rescaling makes equal to a "

@@ -85,7 +85,8 @@ def train(recipe) -> int:
 
     from empo.clustering.math_clusters import clusterer_from_args, set_limits
     from empo.model import check_model_spec, load_model, load_tokenizer, set_threads
-    from empo.training.callbacks import CollapseMonitor, JsonlMetricsCallback
+    from empo.training.callbacks import JsonlMetricsCallback
+    from empo.training.stopping import StoppingCallback, StoppingRule
     from empo.training.trainer import EmpoTrainer
 
     check_model_spec(model_args.model_name_or_path)
@@ -107,7 +108,9 @@ def train(recipe) -> int:
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
         callbacks=[JsonlMetricsCallback(),
-                   CollapseMonitor(early_stop=empo_args.collapse_early_stop, patience=empo_args.collapse_patience)],
+                   StoppingCallback(empo_args.stopping, StoppingRule(empo_args.stopping_window,
+                                                                     empo_args.stopping_entropy_fraction,
+                                                                     empo_args.stopping_patience))],
         empo_args=empo_args,
         clusterer=clusterer,
     )

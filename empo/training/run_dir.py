@@ -60,7 +60,9 @@ NOT_DEFINING: dict[str, frozenset[str]] = {
         # machine: threads; and wall-clock limits of the grader, which depend on the machine (when they bind is
         # logged per step: empo/math_timeouts, empo/groups_over_budget)
         "num_threads", "math_timeout", "group_time_budget",
-        # monitors: they watch the run, they do not change a step
+        # label-free stopping: it watches the run and may end it early, as max_steps does; no step computes anything
+        # else (collapse_*: the monitor it replaced, in older records)
+        "stopping", "stopping_window", "stopping_entropy_fraction", "stopping_patience",
         "collapse_early_stop", "collapse_patience",
     }),
     "model": frozenset(),

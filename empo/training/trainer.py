@@ -41,14 +41,16 @@ and when nothing was kept: that step moves no weight).
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from pathlib import Path
 
 import torch
 from trl import GRPOTrainer
 
 from empo.clustering.entropy import keep_group
 from empo.clustering.groups import BatchGroups, gather_groups
-from empo.clustering.math_clusters import GRADING
 from empo.io import JsonlAppender
 from empo.training.filter import FILTER_NORMALISATION
 from empo.training.pseudo_labels import sign_disagreement
@@ -87,6 +89,11 @@ class EmpoTrainer(GRPOTrainer):
                 f.bind_trainer(self)
         self._sample_log = JsonlAppender(f"{self.args.output_dir}/samples.jsonl") if self.accelerator.is_main_process \
             else None
+        self._refill = None  # dynamic sampling's question stream for the rounds after the first
+        if self.empo_args.dynamic_sampling:
+            from empo.training.dynamic_sampling import RefillSampler
+
+            self._refill = RefillSampler(len(self.train_dataset), seed=self.args.seed + 1)
 
     # --- hooks -------------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -100,38 +107,106 @@ class EmpoTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
+        if self.model.training and self.empo_args.dynamic_sampling:
+            return self._dynamic_generation_batch(inputs)
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
-        batch, groups, g = self._batch, self._batch.groups, self._batch.group_size
-        ea = self.empo_args
-        kept = [not ea.entropy_filter or keep_group(gr.entropy, g, ea.delta_low, ea.delta_high) for gr in groups]
-
-        device = output["completion_mask"].device
-        keep = torch.tensor([k for k in kept for _ in range(g)], device=device)
-        keep = keep[batch.offset:batch.offset + batch.local_count]
+        batch = self._batch
+        kept = [self._in_band(gr) for gr in batch.groups]
+        advantages = self.accelerator.gather(output["advantages"]).tolist()  # before the filter zeroes any
         if mode == "train":
-            all_tokens = output["num_items_in_batch"]
-            if not all(kept):
-                mask = output["completion_mask"]
-                output["completion_mask"] = mask * keep.unsqueeze(1).to(mask.dtype)
-                output["num_items_in_batch"] = self.accelerator.gather(_loss_mask(output).sum()).sum()
-                output["advantages"] = output["advantages"] * keep.to(output["advantages"].dtype)
-            # sequence-normalised losses: all rows / kept rows of the global generation batch (1 when none is kept:
-            # the loss is then zero and the optimizer step is skipped). A 0-dim tensor reaches every micro-batch.
-            kept_rows = sum(kept) * g
-            sequence_scale = batch.size / kept_rows if kept_rows else 1.0
-            by_sequences = FILTER_NORMALISATION.get(self.loss_type) == "sequences"
-            output["empo_loss_scale"] = torch.tensor(sequence_scale if by_sequences else 1.0, device=device)
-            kept_tokens = output["num_items_in_batch"].item()
-            token_scale = all_tokens.item() / kept_tokens if kept_tokens else 1.0
-            self._metrics[mode]["empo/loss_scale"].append(sequence_scale if by_sequences else token_scale)
-
-        # TRL's advantages of the whole generation batch (all processes, before the filter zeroed any), the last
-        # entries of its completion log
-        advantages = list(self._logs["advantages"])[-batch.size:]
-        self._log_group_metrics(mode, batch, kept, advantages)
+            tokens = self.accelerator.gather(_loss_mask(output).sum()).sum().item()
+            self._metrics[mode]["empo/generated_tokens"].append(float(tokens))  # the compute, as dynamic sampling's
+            self._filter(output, kept)
+        self._log_group_metrics(mode, batch, kept, kept, advantages)
         if mode == "train" and self._sample_log is not None:
             self._write_samples(batch, kept, self._batch_rewards.tolist(), advantages)
+        return output
+
+    def _in_band(self, group) -> bool:
+        """The entropy filter's decision: delta_low < H < delta_high (every group, with the filter off)."""
+        ea = self.empo_args
+        return not ea.entropy_filter or keep_group(group.entropy, group.size, ea.delta_low, ea.delta_high)
+
+    def _accepted(self, group) -> bool:
+        """Dynamic sampling's criterion: inside the entropy band, and a majority of at least min_majority_share."""
+        return self._in_band(group) and group.majority_ratio >= self.empo_args.min_majority_share
+
+    def _filter(self, output: dict, kept: list[bool]) -> None:
+        """Take the dropped groups out of this process's rows, the loss and its normaliser (module docstring)."""
+        batch, g = self._batch, self._batch.group_size
+        device = output["completion_mask"].device
+        all_tokens = output["num_items_in_batch"]
+        if not all(kept):
+            keep = torch.tensor([k for k in kept for _ in range(g)], device=device)
+            keep = keep[batch.offset:batch.offset + batch.local_count]
+            mask = output["completion_mask"]
+            output["completion_mask"] = mask * keep.unsqueeze(1).to(mask.dtype)
+            output["num_items_in_batch"] = self.accelerator.gather(_loss_mask(output).sum()).sum()
+            output["advantages"] = output["advantages"] * keep.to(output["advantages"].dtype)
+        self._set_loss_scale(output, all_rows=batch.size, kept_rows=sum(kept) * g, all_tokens=all_tokens.item())
+
+    def _set_loss_scale(self, output: dict, all_rows: int, kept_rows: int, all_tokens: float) -> None:
+        """Sequence-normalised losses: all rows / kept rows of the global generation batch (1 when none is kept: the
+        loss is then zero and the optimizer step is skipped); a 0-dim tensor reaches every micro-batch. Logged as
+        empo/loss_scale, with the token losses' all / kept tokens."""
+        by_sequences = FILTER_NORMALISATION.get(self.loss_type) == "sequences"
+        sequence_scale = all_rows / kept_rows if kept_rows else 1.0
+        device = output["completion_mask"].device
+        output["empo_loss_scale"] = torch.tensor(sequence_scale if by_sequences else 1.0, device=device)
+        kept_tokens = output["num_items_in_batch"].item()
+        token_scale = all_tokens / kept_tokens if kept_tokens else 1.0
+        self._metrics["train"]["empo/loss_scale"].append(sequence_scale if by_sequences else token_scale)
+
+    def _dynamic_generation_batch(self, inputs):
+        """Dynamic sampling (``empo.training.dynamic_sampling``): generation rounds until the generation batch holds
+        only accepted groups, or ``max_sampling_rounds`` are spent; surplus accepted groups are dropped."""
+        from empo.training import dynamic_sampling as ds
+
+        ea, g = self.empo_args, self.num_generations
+        need = self.args.generation_batch_size // g  # groups in a generation batch, over all processes
+        pad_id = self._tokenizer.pad_token_id
+        chosen, rejected, surplus, questions, tokens = [], [], 0, 0, 0
+        started = time.perf_counter()
+        for round_index in range(ea.max_sampling_rounds):
+            if round_index:
+                inputs = ds.local_rows(self.train_dataset, self._refill.take(need), g, self.accelerator.process_index,
+                                       self.accelerator.num_processes)
+            output = super()._generate_and_score_completions(inputs)
+            batch = self._batch
+            rows = ds.gather_rows(self.accelerator, output, pad_id)
+            accepted = [self._accepted(gr) for gr in batch.groups]
+            trained = []
+            for qi, ok in enumerate(accepted):
+                take = ok and len(chosen) < need
+                surplus += ok and not take
+                trained.append(take)
+                (chosen if take else rejected if not ok else []).append(ds.group_rows(rows, qi, g))
+            advantages = rows["advantages"].tolist()
+            questions += len(batch.groups)
+            tokens += int(rows["completion_mask"].sum().item())
+            self._log_group_metrics("train", batch, accepted, trained, advantages)
+            if self._sample_log is not None:
+                self._write_samples(batch, trained, self._batch_rewards.tolist(), advantages, round_index)
+            if len(chosen) >= need:
+                break
+        training = chosen if len(chosen) == need or ea.dynamic_sampling_unfilled == "train" else []
+        kept_groups = len(training)
+        # the rest of the batch: real rows (every forward pass stays well formed) that the loss does not see
+        filler = [ds.masked(r) for r in (rejected + chosen)[:need - kept_groups]]
+        rows = ds.concatenate(training + filler, pad_id)
+        output = ds.process_slice(rows, self.accelerator.process_index, self.accelerator.num_processes)
+        all_tokens = float(_loss_mask(rows).sum().item())
+        output["num_items_in_batch"] = _loss_mask(rows).sum()
+        self._set_loss_scale(output, all_rows=need * g, kept_rows=kept_groups * g, all_tokens=all_tokens)
+        m = self._metrics["train"]
+        m["empo/sampling_rounds"].append(float(round_index + 1))
+        m["empo/questions_sampled"].append(float(questions))
+        m["empo/groups_trained"].append(float(kept_groups))
+        m["empo/groups_rejected"].append(float(len(rejected)))
+        m["empo/groups_surplus"].append(float(surplus))
+        m["empo/generated_tokens"].append(float(tokens))
+        m["empo/sampling_seconds"].append(time.perf_counter() - started)
         return output
 
     def _prepare_inputs(self, generation_batch):
@@ -176,8 +251,26 @@ class EmpoTrainer(GRPOTrainer):
         optimizer._empo_guarded = True
         return optimizer
 
+    # --- checkpoints: the trainer's own state beside TRL's -------------------------------------------------------
+    STATE_FILE = "empo_trainer_state.json"
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self._refill is not None and self.args.should_save:
+            from empo.io import atomic_write_json
+
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            atomic_write_json(folder / self.STATE_FILE, {"refill_sampler": self._refill.state_dict()})
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = Path(checkpoint) / self.STATE_FILE if checkpoint else None
+        if self._refill is not None and path is not None and path.is_file():
+            self._refill.load_state_dict(json.loads(path.read_text())["refill_sampler"])
+
     # --- logging -----------------------------------------------------------------------------------------------
-    def _log_group_metrics(self, mode, batch, kept, advantages):
+    def _log_group_metrics(self, mode, batch, kept, trained, advantages):
+        """``kept``: the groups the filter (or dynamic sampling's criterion) accepts; ``trained``: those in the loss."""
         groups, golds, g = batch.groups, batch.golds, batch.group_size
         answers = [a for gr in groups for a in gr.answers]
         m = self._metrics[mode]
@@ -187,9 +280,9 @@ class EmpoTrainer(GRPOTrainer):
         m["empo/num_clusters_mean"].append(sum(gr.num_clusters for gr in groups) / len(groups))
         m["empo/majority_ratio_mean"].append(sum(gr.majority_ratio for gr in groups) / len(groups))
         m["empo/no_answer_rate"].append(sum(a is None for a in answers) / len(answers))
-        grading = GRADING.take()  # since the last generation batch: when grading, not the model, shapes the reward
-        m["empo/groups_over_budget"].append(float(grading["groups_over_budget"]))
-        m["empo/math_timeouts"].append(float(grading["math_timeouts"]))
+        # when grading, not the model, shapes the reward (every process's clustering of this batch)
+        m["empo/groups_over_budget"].append(float(batch.groups_over_budget))
+        m["empo/math_timeouts"].append(float(batch.math_timeouts))
         sync = getattr(getattr(self, "vllm_generation", None), "sync_seconds", None)
         if mode == "train" and sync:
             m["empo/vllm_sync_seconds"].append(sync[-1])
@@ -199,7 +292,7 @@ class EmpoTrainer(GRPOTrainer):
             m["empo/sample_accuracy"].append(sum(sum(samples) for samples, _ in grades) / len(answers))
             # what the trained groups taught (empo.training.pseudo_labels): is their majority right, and how often does
             # the reward's advantage point against the gold reward's
-            trained = [(qi, grades[qi]) for qi, k in enumerate(kept) if k]
+            trained = [(qi, grades[qi]) for qi, k in enumerate(trained) if k]
             if trained:
                 m["empo/pseudo_label_accuracy"].append(sum(majority for _, (_, majority) in trained) / len(trained))
                 counts = [sign_disagreement(advantages[qi * g:(qi + 1) * g], samples) for qi, (samples, _) in trained]
@@ -207,13 +300,14 @@ class EmpoTrainer(GRPOTrainer):
                 if pairs:
                     m["empo/gold_sign_disagreement"].append(sum(d for d, _ in counts) / pairs)
 
-    def _write_samples(self, batch, kept, rewards, advantages):
-        """One row per question group and generation step: completions, answers, clusters, rewards, decision."""
+    def _write_samples(self, batch, kept, rewards, advantages, round_index: int = 0):
+        """One row per question group and generation step: completions, answers, clusters, rewards, and whether the
+        group trained (``kept``); with dynamic sampling, the generation round that sampled it."""
         step, g, ids, texts, golds = self.state.global_step, batch.group_size, batch.ids, batch.texts, batch.golds
         for qi, (gr, k) in enumerate(zip(batch.groups, kept)):
             sl = slice(qi * g, (qi + 1) * g)
             self._sample_log.write({
-                "step": step, "id": ids[qi * g], "entropy": gr.entropy, "kept": k,
+                "step": step, "round": round_index, "id": ids[qi * g], "entropy": gr.entropy, "kept": k,
                 "completions": texts[sl], "answers": list(gr.answers), "cluster_ids": list(gr.cluster_ids),
                 "rewards": {name: [r[j] for r in rewards[sl]] for j, name in enumerate(self.reward_func_names)},
                 "advantages": advantages[sl],
