@@ -16,7 +16,8 @@ def curve(entropy, no_answer=None, length=None, majority=None):
     no_answer, length = no_answer or [0.05] * n, length or [20.0] * n
     majority = majority or [1 - e / 2 for e in entropy]
     return [{"step": i + 1, "empo/entropy_mean": e, "empo/no_answer_rate": a, "completions/mean_length": ln,
-             "empo/majority_ratio_mean": m} for i, (e, a, ln, m) in enumerate(zip(entropy, no_answer, length, majority))]
+             "empo/majority_ratio_mean": m}
+            for i, (e, a, ln, m) in enumerate(zip(entropy, no_answer, length, majority))]
 
 
 RULE = StoppingRule(window=3, entropy_fraction=0.5, patience=2)

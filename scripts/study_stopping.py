@@ -1,0 +1,214 @@
+"""Judge label-free stopping after the fact, on a sweep whose runs kept their checkpoints (issue 24's study).
+
+For every run of the sweep: every saved checkpoint is evaluated with the sweep's greedy block (cached under
+``<run>/eval/checkpoint-N/<block>``; the final adapter's eval is compare's, the base model's too); the stopping rule
+(:func:`empo.training.stopping.find_turn`, with the run's own settings) is applied to the run's ``metrics.jsonl`` and
+chooses the last checkpoint at or before the turn (the starting model if none). Per method, over seeds: held-out
+greedy accuracy (both benchmarks of the block pooled) of the chosen checkpoint, the final one and the best one in
+hindsight, the chosen minus the final with a two-level bootstrap interval (paired by problem); and, at equal
+generated tokens, each method's checkpoint nearest the reference method's total budget.
+
+    python scripts/study_stopping.py --sweep recipes/SmolLM2-135M-Instruct/sweeps/arith_dynamic_cpu.yaml
+
+Writes ``<output_root>/stopping/``: ``report.md``, ``stopping.json``, ``accuracy_by_checkpoint.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from empo.compare.comparison import EvalBlock
+from empo.compare.runs import load_run
+from empo.compare.stats import _interval, bootstrap_methods, score_matrix
+from empo.compare.sweep import Sweep
+from empo.evaluation.evaluate import EvalConfig, run_eval
+from empo.io import atomic_write_json, atomic_write_text
+from empo.provenance import format_provenance, provenance
+from empo.training.report import step_rows
+from empo.training.stopping import StoppingRule, find_turn
+
+
+def checkpoints(run_dir: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*")
+                  if p.name.split("-")[1].isdigit() and (p / "adapter_config.json").exists())
+
+
+def evaluate_checkpoints(run, block: EvalBlock, final_step: int, progress: bool) -> dict[int, Path]:
+    """step -> eval dir: each saved checkpoint before the final step (evaluated here, cached), the final adapter."""
+    from empo.rollout.generator import make_generator
+
+    base = run.settings["model.model_name_or_path"]
+    dirs = {}
+    for step in checkpoints(run.path):
+        if step >= final_step:
+            continue
+        out = run.path / "eval" / f"checkpoint-{step}" / block.name
+        dirs[step] = out
+        if (out / "summary.json").exists():  # written last: the eval is complete
+            continue
+        fields = {k: v for k, v in asdict(block).items() if k not in ("name", "seeds")}
+        config = EvalConfig(model=base, adapter=str(run.path / f"checkpoint-{step}"),
+                            prompt=run.settings["empo.prompt"], dtype=run.settings.get("model.dtype") or "float32",
+                            output_dir=str(out), **fields)
+        if progress:
+            print(f"[study] evaluating {run.name} checkpoint-{step}", file=sys.stderr)
+        generator = make_generator("hf", base, config.adapter, config.dtype, threads=0, seed=config.seed)
+        run_eval(config, generator, progress=progress)
+    dirs[final_step] = run.path / "eval" / block.name
+    return dirs
+
+
+def pooled(eval_dirs: list[Path], benchmarks: list[str]) -> np.ndarray:
+    """seeds x problems of greedy correctness, the block's benchmarks side by side."""
+    return np.hstack([score_matrix(eval_dirs, b, "greedy") for b in benchmarks])
+
+
+def cumulative_tokens(rows: list[dict]) -> dict[int, float]:
+    total, out = 0.0, {0: 0.0}
+    for r in rows:
+        total += float(r.get("empo/generated_tokens") or 0.0)
+        out[int(r["step"])] = total
+    return out
+
+
+def study(sweep: Sweep, block_name: str, reference: str, progress: bool = True) -> dict:
+    block = next(b for b in sweep.blocks() if b.name == block_name)
+    benchmarks = [b.strip() for b in block.benchmarks.split(",")]
+    final_step = sweep.max_steps()
+    base_dir = Path(sweep.output_root) / "compare" / "base" / block.name
+    arms: dict[str, dict] = {}
+    for method in sweep.arms():
+        per_seed = []
+        for seed in sweep.seeds:
+            run = load_run(sweep.run_dir(method, seed))
+            dirs = {0: base_dir, **evaluate_checkpoints(run, block, final_step, progress)}
+            rows = step_rows(run.path / "metrics.jsonl")
+            rule = StoppingRule(run.settings.get("empo.stopping_window", 4),
+                                run.settings.get("empo.stopping_entropy_fraction", 0.5),
+                                run.settings.get("empo.stopping_patience", 2))
+            turn = find_turn(rows, rule)
+            # no turn: the run trains to the end; a turn before the first checkpoint: the starting model (step 0)
+            chosen = final_step if turn is None else max(s for s in dirs if s <= turn.step)
+            accuracy = {s: float(pooled([d], benchmarks).mean()) for s, d in dirs.items()}
+            per_seed.append({"seed": seed, "turn": None if turn is None else asdict(turn), "chosen": chosen,
+                             "accuracy": accuracy, "tokens": cumulative_tokens(rows), "dirs": dirs})
+        arms[method.name] = {"method": run.method, "seeds": per_seed}
+    return {"arms": arms, "benchmarks": benchmarks, "final_step": final_step, "reference": reference}
+
+
+def summarise(result: dict) -> dict:
+    """Per arm: chosen, final, best in hindsight (means over seeds), chosen - final with its interval; equal tokens."""
+    final_step, benchmarks = result["final_step"], result["benchmarks"]
+    ref_seeds = result["arms"][result["reference"]]["seeds"]
+    budget = float(np.mean([s["tokens"][max(s["tokens"])] for s in ref_seeds]))
+    out = {}
+    for name, arm in result["arms"].items():
+        seeds = arm["seeds"]
+        chosen = pooled([s["dirs"][s["chosen"]] for s in seeds], benchmarks)
+        final = pooled([s["dirs"][final_step] for s in seeds], benchmarks)
+        boot = bootstrap_methods({"chosen": chosen, "final": final})
+        best = [max(s["accuracy"].values()) for s in seeds]
+        equal = []
+        for s in seeds:  # the last evaluated step whose cumulative tokens stay within the reference's budget
+            within = [st for st in s["dirs"] if s["tokens"].get(st, np.inf) <= budget * 1.0001]
+            equal.append(max(within) if within else 0)
+        at_equal = pooled([s["dirs"][st] for s, st in zip(seeds, equal)], benchmarks)
+        out[name] = {
+            "method": arm["method"], "chosen_steps": [s["chosen"] for s in seeds],
+            "turn_steps": [None if s["turn"] is None else s["turn"]["step"] for s in seeds],
+            "reasons": [None if s["turn"] is None else s["turn"]["reason"] for s in seeds],
+            "chosen": float(chosen.mean()), "final": float(final.mean()), "best": float(np.mean(best)),
+            "best_steps": [max(s["accuracy"], key=s["accuracy"].get) for s in seeds],
+            "chosen_minus_final": {"mean": float(chosen.mean() - final.mean()),
+                                   "ci": _interval(boot["chosen"] - boot["final"])},
+            "tokens_total": float(np.mean([s["tokens"][max(s["tokens"])] for s in seeds])),
+            "equal_token_steps": equal, "at_equal_tokens": float(at_equal.mean()),
+            "accuracy_by_step": {st: float(np.mean([s["accuracy"][st] for s in seeds])) for st in seeds[0]["accuracy"]},
+        }
+    return {"budget_tokens": budget, "arms": out}
+
+
+def report(summary: dict, result: dict, meta: dict) -> str:
+    lines = ["# Label-free stopping, judged against gold after the fact", "",
+             f"Held-out greedy accuracy, {' + '.join(result['benchmarks'])} pooled, mean over seeds. 'chosen': the "
+             "last checkpoint at or before the turn the stopping rule found in the run's own metrics (0 = the "
+             f"starting model); 'final': step {result['final_step']}; 'best': the best evaluated checkpoint in "
+             "hindsight (the starting model included). Interval: 95% two-level bootstrap (seeds, then problems), "
+             "paired by problem.", "", format_provenance(meta["provenance"]), "",
+             "| method | turn (per seed) | chosen step | chosen | final | best (steps) | chosen − final |",
+             "|---|---|---|---|---|---|---|"]
+    for a in summary["arms"].values():
+        d = a["chosen_minus_final"]
+        lines.append(f"| {a['method']} | {a['turn_steps']} | {a['chosen_steps']} | {a['chosen']:.3f} | "
+                     f"{a['final']:.3f} | {a['best']:.3f} ({a['best_steps']}) | {d['mean']:+.3f} "
+                     f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] |")
+    lines += ["", f"## At equal generated tokens (the `{result['reference']}` arm's budget: "
+              f"{summary['budget_tokens']:,.0f} completion tokens per run)", "",
+              "| method | tokens per run | step within the budget (per seed) | greedy there | greedy final |",
+              "|---|---|---|---|---|"]
+    for a in summary["arms"].values():
+        lines.append(f"| {a['method']} | {a['tokens_total']:,.0f} | {a['equal_token_steps']} | "
+                     f"{a['at_equal_tokens']:.3f} | {a['final']:.3f} |")
+    lines += ["", "Why each run turned (the rule's own words, per seed):", ""]
+    for a in summary["arms"].values():
+        lines.append(f"- {a['method']}: " + "; ".join(r or "no turn" for r in a["reasons"]))
+    lines += ["", "![accuracy by checkpoint](accuracy_by_checkpoint.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for i, (name, a) in enumerate(summary["arms"].items()):
+        steps = sorted(a["accuracy_by_step"])
+        acc = [a["accuracy_by_step"][s] for s in steps]
+        tokens = [np.mean([s_["tokens"].get(s, np.nan) for s_ in result["arms"][name]["seeds"]]) for s in steps]
+        axes[0].plot(steps, acc, marker=".", color=f"C{i}", label=a["method"])
+        axes[1].plot(tokens, acc, marker=".", color=f"C{i}")
+        for chosen in a["chosen_steps"]:
+            axes[0].plot([chosen], [a["accuracy_by_step"][chosen]], marker="v", color=f"C{i}", markersize=9)
+    axes[0].set(xlabel="optimizer step (v: the stopping rule's choice, per seed)", ylabel="held-out greedy accuracy")
+    axes[1].set(xlabel="completion tokens generated", ylabel="held-out greedy accuracy")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--block", default="heldout-greedy", help="the sweep's greedy eval block")
+    p.add_argument("--reference", default="empo", help="the arm whose generated tokens set the equal budget")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    from empo.model import set_threads
+
+    set_threads(args.threads)
+    sweep = Sweep.from_yaml(args.sweep)
+    result = study(sweep, args.block, args.reference)
+    summary = summarise(result)
+    out = Path(sweep.output_root) / "stopping"
+    meta = {"provenance": provenance(["python", "scripts/study_stopping.py", *(argv or sys.argv[1:])])}
+    serialisable = {name: {**arm, "seeds": [{k: v for k, v in s.items() if k != "dirs"} for s in arm["seeds"]]}
+                    for name, arm in result["arms"].items()}
+    atomic_write_json(out / "stopping.json", {**meta, "summary": summary, "runs": serialisable})
+    plot(summary, result, out / "accuracy_by_checkpoint.png")
+    atomic_write_text(out / "report.md", report(summary, result, meta))
+    print((out / "report.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""scripts/study_stopping.py on a fake sweep: the stopping rule's choice against the final and the best checkpoint,
+and each method at the reference method's token budget."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "study_stopping.py"
+spec = importlib.util.spec_from_file_location("study_stopping", SCRIPT)
+study_stopping = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(study_stopping)
+
+PROBLEMS = [f"p{i}" for i in range(10)]
+
+
+def write_eval(root: Path, accuracy: float) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [{"benchmark": "arith", "mode": "greedy", "id": pid, "sample": 0, "answer": "1",
+             "correct": i < accuracy * len(PROBLEMS)} for i, pid in enumerate(PROBLEMS)]
+    (root / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "summary.json").write_text("{}")
+
+
+def make_run(root: Path, reward: str, seed: int, entropy: list[float], tokens: float, accuracy: dict[int, float]):
+    run = root / f"{reward}-seed{seed}"
+    run.mkdir(parents=True)
+    (run / "empo_run.json").write_text(json.dumps({
+        "empo": {"reward_funcs": [reward], "prompt": "boxed-example", "random_reward_seed": seed},
+        "model": {"model_name_or_path": "m", "dtype": "float32"},
+        "training": {"seed": seed, "output_dir": str(run), "reward_weights": None}}))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(
+        {"step": s + 1, "reward": 0.5, "empo/entropy_mean": e, "empo/generated_tokens": tokens,
+         "empo/no_answer_rate": 0.0, "completions/mean_length": 20.0}) + "\n" for s, e in enumerate(entropy)))
+    for step, acc in accuracy.items():
+        if step == 0:
+            continue
+        if step < 8:
+            (run / f"checkpoint-{step}").mkdir()
+            (run / f"checkpoint-{step}" / "adapter_config.json").write_text("{}")
+            write_eval(run / "eval" / f"checkpoint-{step}" / "heldout-greedy", acc)
+        else:
+            write_eval(run / "eval" / "heldout-greedy", acc)
+
+
+def test_choice_against_final_best_and_equal_tokens(tmp_path):
+    root = tmp_path / "sweep"
+    spec_file = tmp_path / "sweep.yaml"
+    spec_file.write_text("recipe: recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml\n"
+                         f"output_root: {root}\nmethods: [empo, format]\nseeds: [0, 1]\n"
+                         "overrides: {max_steps: 8}\n"
+                         "evals: [{name: heldout-greedy, benchmarks: arith, n: 0}]\n")
+    write_eval(root / "compare" / "base" / "heldout-greedy", 0.5)
+    # trailing means of 4: 1.2 (step 4), 0.95, 0.7, 0.45 (step 7) <= 0.5 x 1.2: turns at 7, chooses checkpoint-4
+    collapse = [1.2, 1.2, 1.2, 1.2, 0.2, 0.2, 0.2, 0.2]
+    steady = [1.2] * 8
+    for seed in (0, 1):
+        make_run(root, "empo", seed, collapse, 100.0, {4: 0.8, 8: 0.6})
+        make_run(root, "format", seed, steady, 50.0, {4: 0.5, 8: 0.7})
+    sweep = study_stopping.Sweep.from_yaml(spec_file)
+    result = study_stopping.study(sweep, "heldout-greedy", "empo", progress=False)
+    summary = study_stopping.summarise(result)
+    empo, fmt = summary["arms"]["empo"], summary["arms"]["format"]
+    assert empo["turn_steps"] == [7, 7] and empo["chosen_steps"] == [4, 4]
+    assert (empo["chosen"], empo["final"], empo["best"]) == (0.8, 0.6, 0.8)
+    low, high = empo["chosen_minus_final"]["ci"]
+    assert empo["chosen_minus_final"]["mean"] == pytest.approx(0.2) and 0 <= low < 0.2 < high
+    assert fmt["turn_steps"] == [None, None] and fmt["chosen_steps"] == [8, 8] and fmt["best_steps"] == [8, 8]
+    # budget: empo's 800 tokens; format spends 400 by step 8, within it
+    assert summary["budget_tokens"] == 800 and fmt["equal_token_steps"] == [8, 8] and empo["at_equal_tokens"] == 0.6
+    text = study_stopping.report(summary, result, {"provenance": study_stopping.provenance(["test"])})
+    assert "| empo | [7, 7] | [4, 4] | 0.800 | 0.600 | 0.800" in text
