@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,22 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
             if lineno == len(lines) and not line.endswith("\n"):
                 return  # torn tail of an interrupted append: the row will be redone
             raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg})") from None
+
+
+def cut_jsonl(path: str | os.PathLike, keep: Callable[[dict], bool]) -> int:
+    """Keep the rows of a JSONL file for which ``keep`` is true (atomically); the others are appended to
+    ``<stem>.superseded.jsonl`` beside it, so nothing is lost. Returns how many rows moved."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    rows = list(read_jsonl(path))
+    gone = [r for r in rows if not keep(r)]
+    if not gone:
+        return 0
+    with JsonlAppender(path.with_name(path.stem + ".superseded.jsonl")) as superseded:
+        superseded.write_many(gone)
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows if keep(r)))
+    return len(gone)
 
 
 class JsonlAppender:

@@ -34,8 +34,10 @@ from empo.training.stopping import StoppingRule, find_turn
 
 
 def checkpoints(run_dir: Path) -> list[int]:
-    return sorted(int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*")
-                  if p.name.split("-")[1].isdigit() and (p / "adapter_config.json").exists())
+    """The steps of the run's complete checkpoints (``empo.training.checkpoints``)."""
+    from empo.training.checkpoints import complete_checkpoints, step_of
+
+    return [step_of(p) for p in complete_checkpoints(run_dir)]
 
 
 def evaluate_checkpoints(run, block: EvalBlock, final_step: int, progress: bool) -> dict[int, Path]:

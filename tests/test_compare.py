@@ -14,6 +14,7 @@ from empo.compare.runs import check_comparable, load_run
 from empo.compare.stats import compare_block
 from empo.compare.sweep import Sweep, run_sweep
 from empo.errors import CompareError
+from empo.training.checkpoints import mark_complete
 
 PROBLEMS = [f"p{i}" for i in range(20)]
 
@@ -232,8 +233,11 @@ def test_sweep_trains_only_unfinished_runs_then_compares(tmp_path, monkeypatch):
                     "overrides: {max_steps: 3, lora_target_modules: [q_proj, v_proj]}\n"
                     "evals: [{name: arith, n: 2}]\n")
     sweep = Sweep.from_yaml(spec)
-    (make_run(tmp_path, "empo", 0, 0.5) / "checkpoint-3").mkdir()  # finished
-    (make_run(tmp_path, "random", 1, 0.5) / "checkpoint-2").mkdir()  # finished a shorter sweep: resumed
+    for run, step in ((make_run(tmp_path, "empo", 0, 0.5), 3),  # finished
+                      (make_run(tmp_path, "random", 1, 0.5), 2)):  # finished a shorter sweep: resumed
+        (run / f"checkpoint-{step}").mkdir()
+        mark_complete(run / f"checkpoint-{step}")
+    (make_run(tmp_path, "random", 0, 0.5) / "checkpoint-3").mkdir()  # incomplete: a kill cut its save short
     trained, compared = [], []
     monkeypatch.setattr(sweep_module.subprocess, "run",
                         lambda cmd, check: trained.append(cmd) or subprocess.CompletedProcess(cmd, 0))

@@ -201,3 +201,51 @@ def test_refuses_a_generation_batch_that_is_not_whole_micro_steps(tmp_path):
     recipe = broken(tmp_path, SMALL, generation_batch_size=119, vllm_mode="colocate")  # 17 x G=7, over 8 processes
     with pytest.raises(PlanError, match=r"generation_batch_size 119 is not a multiple of the 8 completions"):
         make_plan(recipe, Cluster())
+
+
+def test_the_slurm_script_forwards_the_warning_and_requeues_a_preempted_run(tmp_path):
+    """The generated script run for real, with srun and scontrol stood in for: SIGUSR1 to the batch shell reaches the
+    training as SIGTERM; the training's preempted.json makes the script requeue the job; a run that ends normally
+    is not requeued."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from empo.launch.commands import Command
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    (bin_dir / "scontrol").write_text('#!/bin/bash\n[ "$1" = show ] && echo node0 || echo "$@" >> "$SCONTROL_LOG"\n')
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    fake_train = tmp_path / "train.py"
+    fake_train.write_text(
+        "import json, pathlib, signal, sys, time\n"
+        "out = pathlib.Path(sys.argv[1]); out.mkdir(exist_ok=True)\n"
+        "def stop(*_):\n    (out / 'preempted.json').write_text('{}'); sys.exit(75)\n"
+        "signal.signal(signal.SIGTERM, stop)\n(out / 'started').write_text('')\n"
+        "time.sleep(float(sys.argv[2]))\n")
+    plan = make_plan(ROOT / "recipes" / BIG, Cluster(gpus_per_node=8))  # colocated: no server to stand in for
+    log = tmp_path / "scontrol.log"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node0",
+           "SLURM_JOB_ID": "42", "SCONTROL_LOG": str(log)}
+    for name, seconds, preempt in (("preempted", 60, True), ("finished", 0, False)):
+        log.unlink(missing_ok=True)
+        out = tmp_path / name
+        plan.output_dir = str(out)
+        script = tmp_path / f"{name}.slurm"
+        script.write_text(render_slurm(plan, [Command("train", [sys.executable, str(fake_train), str(out),
+                                                                str(seconds)])], job_name=name))
+        proc = subprocess.Popen(["bash", str(script)], env=env, cwd=tmp_path)
+        if preempt:
+            deadline = time.time() + 60
+            while not (out / "started").exists():
+                assert time.time() < deadline and proc.poll() is None
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@300 sends before the time limit
+        assert proc.wait(timeout=60) == 0
+        assert (out / "preempted.json").exists() == preempt
+        assert (log.read_text() if log.exists() else "") == ("requeue 42\n" if preempt else "")

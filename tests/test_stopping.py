@@ -8,6 +8,7 @@ import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from empo.training.callbacks import JsonlMetricsCallback
+from empo.training.checkpoints import mark_complete
 from empo.training.stopping import StoppingCallback, StoppingRule, chosen_checkpoint, find_turn
 
 
@@ -54,6 +55,8 @@ def test_vanishing_answers_or_shrinking_completions_turn_too():
 def test_the_chosen_checkpoint_is_the_last_at_or_before_the_turn(tmp_path):
     for step in (4, 8, 12):
         (tmp_path / f"checkpoint-{step}").mkdir()
+        mark_complete(tmp_path / f"checkpoint-{step}")
+    (tmp_path / "checkpoint-2").mkdir()  # incomplete (no marker): never chosen
     (tmp_path / "checkpoint-6.partial").mkdir()  # not a checkpoint name
     turn = find_turn(curve([1.2] * 3 + [0.2] * 12), RULE)  # turns at step 5
     assert turn.step == 5 and chosen_checkpoint(tmp_path, turn) == str(tmp_path / "checkpoint-4")

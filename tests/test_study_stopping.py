@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from empo.training.checkpoints import mark_complete
+
 SCRIPT = Path(__file__).parents[1] / "scripts" / "study_stopping.py"
 spec = importlib.util.spec_from_file_location("study_stopping", SCRIPT)
 study_stopping = importlib.util.module_from_spec(spec)
@@ -39,6 +41,7 @@ def make_run(root: Path, reward: str, seed: int, entropy: list[float], tokens: f
         if step < 8:
             (run / f"checkpoint-{step}").mkdir()
             (run / f"checkpoint-{step}" / "adapter_config.json").write_text("{}")
+            mark_complete(run / f"checkpoint-{step}")
             write_eval(run / "eval" / f"checkpoint-{step}" / "heldout-greedy", acc)
         else:
             write_eval(run / "eval" / "heldout-greedy", acc)

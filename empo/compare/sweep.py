@@ -111,14 +111,14 @@ def _flags(overrides: dict) -> list[str]:
 
 def finished(run: Path, max_steps: int | None) -> bool:
     """A final adapter is saved, from a run that reached ``max_steps`` (a longer sweep resumes the shorter runs)."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from empo.training.checkpoints import last_complete, step_of
 
     if not (run / "adapter_config.json").exists():
         return False
     if max_steps is None:
         return True
-    last = get_last_checkpoint(str(run))
-    return last is not None and int(last.rsplit("-", 1)[-1]) >= max_steps
+    last = last_complete(run)
+    return last is not None and step_of(last) >= max_steps
 
 
 def run_sweep(sweep: Sweep, allow: set[str] = frozenset(), progress: bool = True) -> dict:

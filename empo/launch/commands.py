@@ -18,6 +18,8 @@ from empo.launch.plan import Plan
 
 SLURM_TEMPLATE = Path(__file__).with_name("empo_launch.slurm")
 VLLM_PORT = 8000
+#: Seconds before the time limit at which a Slurm job is warned to save and stop (--signal=B:USR1@...).
+PREEMPTION_WARNING_S = 300
 MAIN_PORT = 29500
 
 
@@ -96,14 +98,16 @@ def render_slurm(plan: Plan, commands: list[Command], job_name: str, template: P
     else:
         server_block = f"{server.shell()} &\nwait_for_vllm 127.0.0.1"
         train_nodes, first = 1, 0
+    # The training is one srun step (srun passes the script's SIGTERM on to its tasks); `exec` makes the launcher the
+    # task itself, so the signal reaches torchrun, which forwards it to every training process.
+    task = f"export NODE_RANK=$((SLURM_PROCID + {first})) && exec env {train.shell()}"
     body = (f"srun --nodes={train_nodes} --ntasks={train_nodes} --ntasks-per-node=1 --relative={first} "
-            f"bash -c 'NODE_RANK=$((SLURM_PROCID + {first})) && {train.shell()}'")
-    if server is not None and not lo.server_dedicated_node:
-        body = train.shell()  # one node: the server runs in this shell's background, training beside it
+            f"bash -c {shlex.quote(task)}")
     text = template.read_text()
     for key, value in {"JOB_NAME": job_name, "NODES": str(plan.cluster.nodes),
                        "GPUS_PER_NODE": str(plan.cluster.gpus_per_node), "VLLM_PORT": str(VLLM_PORT),
-                       "MASTER_NODE": str(first),
+                       "MASTER_NODE": str(first), "OUTPUT_DIR": plan.output_dir,
+                       "WARN_SECONDS": str(PREEMPTION_WARNING_S), "SHUTDOWN_SECONDS": str(PREEMPTION_WARNING_S - 30),
                        "SERVER_BLOCK": server_block, "TRAIN_BLOCK": body, "PLAN": _comment(plan.format())}.items():
         text = text.replace("{{" + key + "}}", value)
     return text

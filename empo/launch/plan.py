@@ -164,6 +164,8 @@ class Plan:
     max_completion_length: int
     max_model_length: int
     vllm_gpu_memory_utilization: float | None = None
+    output_dir: str = ""
+    save_steps: float | None = None
     memory: dict[str, float] = field(default_factory=dict)      # GiB per training GPU, by component
     vllm_memory: dict[str, float] = field(default_factory=dict)  # GiB per vLLM GPU (server) / share (colocate)
     step_seconds: dict[str, float] = field(default_factory=dict)
@@ -228,6 +230,9 @@ class Plan:
             wall = self.gpu_hours / self.total_gpus
             out.append(f"  estimate         ~{self.gpu_hours:,.0f} GPU-hours ({wall:,.1f} h "
                        f"wall-clock on {self.total_gpus} GPUs)")
+        out.append(f"  preemption       SIGTERM or SIGUSR1 saves the current step and exits 75 "
+                   f"({self.output_dir}/preempted.json); the same command resumes from the last complete checkpoint "
+                   f"(save_steps {self.save_steps:g}); --slurm requeues on it (warned 300 s before the time limit)")
         out.append("  assumptions")
         out += [f"    - {a}" for a in self.assumptions]
         return "\n".join(out)
@@ -294,7 +299,7 @@ def accelerate_config_path(spec: str | None) -> Path:
         shipped = sorted(p.stem for p in (resources.root("recipes") / "accelerate_configs").glob("*.yaml"))
         raise PlanError(f"accelerate config '{spec}' does not exist (neither a file nor a shipped config: "
                         f"{', '.join(shipped)})")
-    return path
+    return path.resolve()  # absolute: the launch may run from another directory (a Slurm job's)
 
 
 def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None,
@@ -380,7 +385,8 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
                 prompts_per_step=per_step // G, optimizer_steps_per_generation=steps_per_gen, dataset_rows=rows,
                 dataset_rows_source=source, steps_per_epoch=steps_per_epoch, total_steps=total,
                 max_completion_length=args.max_completion_length, max_model_length=max_len, cluster=cluster,
-                vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization if args.use_vllm else None)
+                vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization if args.use_vllm else None,
+                output_dir=args.output_dir, save_steps=args.save_steps)
     _memory(plan, shape, args, model_args, shape_file)
     _time(plan, shape, args)
     if empo_args.clustering != "math":  # free-form: a judge model runs beside the policy; its size is not known here

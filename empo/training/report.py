@@ -65,7 +65,7 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def summarize_run(output_dir: str | Path, first_step: int, wall_seconds: float, interrupted: bool = False,
-                  checkpoint: str | None = None) -> dict:
+                  checkpoint: str | None = None, preempted: str | None = None) -> dict:
     """Figures of the steps this invocation trained (``first_step`` < step), from ``metrics.jsonl``."""
     out = Path(output_dir)
     rows = [r for r in step_rows(out / "metrics.jsonl") if r["step"] > first_step]
@@ -73,7 +73,7 @@ def summarize_run(output_dir: str | Path, first_step: int, wall_seconds: float, 
     start, end = rows[:window], rows[-window:]
     steps = rows[-1]["step"] - first_step if rows else 0
     return {
-        "output_dir": str(out), "interrupted": interrupted, "checkpoint": checkpoint,
+        "output_dir": str(out), "interrupted": interrupted, "preempted": preempted, "checkpoint": checkpoint,
         "first_step": first_step, "last_step": first_step + steps, "steps": steps, "window": window,
         "skipped_optimizer_steps": int(rows[-1].get("empo/skipped_optimizer_steps", 0)) if rows else 0,
         "kept_fraction": _mean(rows, "empo/kept_fraction"),
@@ -100,7 +100,8 @@ def next_eval(out: str, prompt: str, dataset: str, clustering: str = "math") -> 
 
 def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math") -> str:
     out = s["output_dir"]
-    head = (f"empo train {'interrupted' if s['interrupted'] else 'finished'}: steps {s['first_step']} -> "
+    how = f"preempted ({s['preempted']})" if s.get("preempted") else "interrupted" if s["interrupted"] else "finished"
+    head = (f"empo train {how}: steps {s['first_step']} -> "
             f"{s['last_step']} in {s['wall_seconds'] / 60:.1f} min"
             + (f" ({s['seconds_per_step']:.1f} s/step)" if s["seconds_per_step"] else ""))
     lines = [head]
@@ -124,7 +125,10 @@ def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math")
                       "default run: held-out",
                       "  sampled 0.64 -> 0.83, greedy 0.91 -> 0.84; docs/cpu_default_run.md); the eval under 'next' "
                       "measures the latter"]
-    if s["interrupted"]:
+    if s.get("preempted"):
+        lines.append(f"  saved: {s['checkpoint'] or 'no checkpoint yet'} (resume from step {s['last_step']}); the same "
+                     f"command resumes from it; {out}/preempted.json says so for a scheduler's requeue")
+    elif s["interrupted"]:
         lines.append(f"  last checkpoint: {s['checkpoint'] or 'none yet'}; the same command resumes from it")
     elif s["adapter"]:
         lines.append(f"  LoRA adapter: {out}/adapter_model.safetensors (merge: empo merge {out} {out}-merged)")

@@ -134,15 +134,23 @@ class FormatReward(GroupedReward):
 
 
 class RandomReward(GroupedReward):
+    """Bernoulli(p) per completion from a generator seeded by (seed, process, training step, call within the step), so
+    a resumed run draws what the uninterrupted one drew (outside a trainer: by call count)."""
+
     name = "random"
 
     def __init__(self, num_generations: int, seed: int = 0, p: float = 0.5):
         super().__init__(num_generations)
         self.seed, self.p, self._calls = seed, p, 0
+        self._step: int | None = None
 
-    def __call__(self, prompts, completions, **kwargs):
+    def __call__(self, prompts, completions, trainer_state=None, **kwargs):
         rank, _ = world()
-        rng = np.random.default_rng([self.seed, rank, self._calls])
+        step = None if trainer_state is None else trainer_state.global_step
+        if step != self._step:  # a new step (or a resumed run): count calls from 0 within it
+            self._step, self._calls = step, 0
+        key = [self.seed, rank, self._calls] if step is None else [self.seed, rank, step, self._calls]
+        rng = np.random.default_rng(key)
         self._calls += 1
         return [float(x) for x in (rng.random(len(completions)) < self.p)]
 

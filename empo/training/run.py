@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from empo.training.preemption import RECORD
+
 
 def build_dataset(empo_args):
     import datasets
@@ -42,19 +44,17 @@ def build_rewards(empo_args, num_generations: int, clusterer=None):
     return [build_reward(name, num_generations, **options.get(name, {})) for name in empo_args.reward_funcs]
 
 
-def claim_run_directory(empo_args, training_args, model_args):
-    """Lock ``output_dir`` (one writer) and check or start its record (see empo.training.run_dir), before any model
-    loads.
+def claim_run_directory(empo_args, training_args, model_args) -> tuple:
+    """Lock ``output_dir`` (one writer), check or start its record (see empo.training.run_dir) and find where the
+    run resumes, before any model loads: the newest complete checkpoint (``empo.training.checkpoints``; incomplete
+    ones are set aside, named on stderr), with both logs cut back to it, so each step is logged once.
 
-    Under torchrun/accelerate only rank 0 locks and writes; the other ranks check the record read-only.
-    Returns the lock, held for the life of the process.
+    Under torchrun/accelerate only rank 0 locks, writes and moves; the other ranks read, after it.
+    Returns (the lock, held for the life of the process; the checkpoint to resume from, or None).
     """
     from empo.io import DirectoryLock, is_main_launcher_process
-    from empo.training.run_dir import (
-        check_run_directory,
-        prepare_run_directory,
-        run_record,
-    )
+    from empo.training import checkpoints
+    from empo.training.run_dir import check_run_directory, prepare_run_directory, run_record
 
     out = Path(training_args.output_dir)
     record = run_record(empo_args, training_args, model_args)
@@ -64,42 +64,65 @@ def claim_run_directory(empo_args, training_args, model_args):
             lock = DirectoryLock(out, "empo train").acquire()
             try:
                 moved = prepare_run_directory(out, record, restart=empo_args.restart)
+                if moved is not None:
+                    print(f"[empo] restart: moved the previous run in {out} to {moved}", file=sys.stderr)
+                checkpoint, set_aside = checkpoints.resume_point(out)
+                for folder, dest in set_aside:
+                    print(f"[empo] {folder.name} is incomplete (a save was interrupted): set aside in {dest}",
+                          file=sys.stderr)
+                cut_logs(out, checkpoints.step_of(checkpoint) if checkpoint else 0)
+                (out / RECORD).unlink(missing_ok=True)  # running again: no longer preempted
             except BaseException:
                 lock.release()
                 raise
-            if moved is not None:
-                print(f"[empo] restart: moved the previous run in {out} to {moved}", file=sys.stderr)
-        elif not empo_args.restart:
-            check_run_directory(out, record)
-    return lock
+        else:
+            if not empo_args.restart:
+                check_run_directory(out, record)
+            checkpoint = checkpoints.last_complete(out)
+    if training_args.resume_from_checkpoint:  # an explicit choice wins
+        checkpoint = Path(training_args.resume_from_checkpoint)
+    return lock, checkpoint
+
+
+def cut_logs(out: Path, step: int) -> None:
+    """Cut metrics.jsonl and samples.jsonl back to a resume from ``step`` (0: a fresh start): the rows of later steps
+    will be logged again, so they move to ``<log>.superseded.jsonl``. (Readers of older runs keep the last row of a
+    step, the same rule.) metrics rows carry the step they end, samples rows the step they were generated at."""
+    from empo.io import cut_jsonl
+
+    cut_jsonl(out / "metrics.jsonl", lambda row: row.get("step", 0) <= step)
+    cut_jsonl(out / "samples.jsonl", lambda row: row.get("step", 0) < step)
 
 
 def train(recipe) -> int:
-    """Train the run a parsed recipe (:class:`empo.recipe.Recipe`) describes; resume it when its output_dir holds
-    a checkpoint. Returns the process's exit status."""
+    """Train the run a parsed recipe (:class:`empo.recipe.Recipe`) describes; resume it from the newest complete
+    checkpoint in its output_dir. Returns the process's exit status: 0, 130 (Ctrl-C), or :data:`REQUEUE_EXIT` after a
+    preemption signal (:mod:`empo.training.preemption`)."""
     empo_args, training_args, model_args = recipe.empo, recipe.training, recipe.model
 
     from transformers.trainer_callback import ProgressCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
     from empo.clustering.math_clusters import clusterer_from_args, set_limits
     from empo.model import check_model_spec, load_model, load_tokenizer, set_threads
     from empo.training.callbacks import JsonlMetricsCallback
+    from empo.training.preemption import Preemption, PreemptionCallback
     from empo.training.stopping import StoppingCallback, StoppingRule
     from empo.training.trainer import EmpoTrainer
 
+    preemption = Preemption().install()  # from here on a SIGTERM/SIGUSR1 saves and requeues instead of killing
     check_model_spec(model_args.model_name_or_path)
     set_threads(empo_args.num_threads)
     set_limits(timeout=empo_args.math_timeout, group_budget=empo_args.group_time_budget)
     dataset = build_dataset(empo_args)
     if "gold_accuracy" not in empo_args.reward_funcs and empo_args.answer_field is None:
         dataset = dataset.remove_columns("answer")
-    lock = claim_run_directory(empo_args, training_args, model_args)  # noqa: F841 - held until exit
+    lock, checkpoint = claim_run_directory(empo_args, training_args, model_args)  # noqa: F841 - lock held until exit
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = load_model(model_args.model_name_or_path, dtype=model_args.dtype or "float32")
     model.train()
     clusterer = clusterer_from_args(empo_args)
+    stop_for_signal = PreemptionCallback(preemption)
     trainer = EmpoTrainer(
         model=model,
         reward_funcs=build_rewards(empo_args, training_args.num_generations, clusterer),
@@ -107,7 +130,7 @@ def train(recipe) -> int:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
-        callbacks=[JsonlMetricsCallback(),
+        callbacks=[JsonlMetricsCallback(), stop_for_signal,
                    StoppingCallback(empo_args.stopping, StoppingRule(empo_args.stopping_window,
                                                                      empo_args.stopping_entropy_fraction,
                                                                      empo_args.stopping_patience))],
@@ -120,24 +143,65 @@ def train(recipe) -> int:
 
         trainer.add_callback(LiveProgress())
     out = Path(training_args.output_dir)
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and out.is_dir():
-        checkpoint = get_last_checkpoint(str(out))
-        if checkpoint:
-            print(f"[empo] resuming from {checkpoint}", file=sys.stderr)
+    if checkpoint is not None:
+        print(f"[empo] resuming from {checkpoint}", file=sys.stderr)
     first_step = _checkpoint_step(checkpoint)
     started = time.perf_counter()
+    if preemption.signal is not None:  # signalled while loading: nothing new to save
+        return _preempted(trainer, empo_args, preemption.signal, first_step, started)
     try:
-        trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except KeyboardInterrupt:
         if trainer.accelerator.is_main_process:
             _report(trainer, empo_args, first_step, time.perf_counter() - started, interrupted=True)
         return 130
-    trainer.save_model(str(out))
+    if stop_for_signal.signal is not None:
+        return _preempted(trainer, empo_args, stop_for_signal.signal, first_step, started)
+    save_final(trainer, tokenizer, out)
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(out))
         _report(trainer, empo_args, first_step, time.perf_counter() - started)
     return 0
+
+
+def save_final(trainer, tokenizer, out: Path) -> None:
+    """The final model (a LoRA adapter, or full weights) into ``out``, atomically: written into a private folder, then
+    moved in file by file, the config last (``adapter_config.json`` / ``config.json`` is what says a run is done)."""
+    import os
+    import shutil
+
+    staging = out / ".final"
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(str(staging))
+        last = {"adapter_config.json", "config.json"}
+        for path in sorted(staging.iterdir(), key=lambda p: p.name in last):
+            os.replace(path, out / path.name)
+        staging.rmdir()
+    trainer.accelerator.wait_for_everyone()
+
+
+def _preempted(trainer, empo_args, signum: int, first_step: int, started: float) -> int:
+    """After a preemption signal: the checkpoint of this step is saved; record it, say so, exit to be requeued."""
+    import signal as signals
+
+    from empo.io import atomic_write_json
+    from empo.training import checkpoints
+    from empo.training.preemption import RECORD, REQUEUE_EXIT
+
+    out = Path(trainer.args.output_dir)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        checkpoint = checkpoints.last_complete(out)
+        atomic_write_json(out / RECORD, {"signal": signals.Signals(signum).name, "step": trainer.state.global_step,
+                                         "checkpoint": str(checkpoint) if checkpoint else None,
+                                         "exit_status": REQUEUE_EXIT,
+                                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        _report(trainer, empo_args, first_step, time.perf_counter() - started,
+                preempted=signals.Signals(signum).name)
+    return REQUEUE_EXIT
 
 
 def warn_if_fsdp_dropped(trainer) -> bool:
@@ -162,16 +226,17 @@ def _checkpoint_step(checkpoint) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _report(trainer, empo_args, first_step: int, seconds: float, interrupted: bool = False) -> None:
+def _report(trainer, empo_args, first_step: int, seconds: float, interrupted: bool = False,
+            preempted: str | None = None) -> None:
     """The end of a run: training_curves.png, then the summary on stdout (main process only)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    from empo.training import checkpoints
     from empo.training.report import format_summary, plot_training_curves, summarize_run
 
     out = Path(trainer.args.output_dir)
     if (out / "metrics.jsonl").exists():
         plot_training_curves(out / "metrics.jsonl", out / "training_curves.png", title=out.name)
-    summary = summarize_run(out, first_step, seconds, interrupted=interrupted,
-                            checkpoint=get_last_checkpoint(str(out)) if out.is_dir() else None)
+    last = checkpoints.last_complete(out)
+    summary = summarize_run(out, first_step, seconds, interrupted=interrupted or bool(preempted),
+                            checkpoint=str(last) if last else None, preempted=preempted)
     print("\n" + format_summary(summary, prompt=empo_args.prompt, dataset=empo_args.dataset_name,
                                 clustering=empo_args.clustering), flush=True)

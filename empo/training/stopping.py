@@ -92,12 +92,13 @@ def find_turn(rows: list[dict], rule: StoppingRule = StoppingRule()) -> Turn | N
 
 
 def chosen_checkpoint(output_dir: str | Path, turn: Turn | None) -> str | None:
-    """The last checkpoint saved at or before the turn (None: no turn, or none saved that early)."""
+    """The last complete checkpoint at or before the turn (None: no turn, or none saved that early)."""
+    from empo.training.checkpoints import complete_checkpoints, step_of
+
     if turn is None:
         return None
-    steps = [int(p.name.split("-")[1]) for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
-    before = [s for s in steps if s <= turn.step]
-    return str(Path(output_dir) / f"checkpoint-{max(before)}") if before else None
+    before = [c for c in complete_checkpoints(output_dir) if step_of(c) <= turn.step]
+    return str(before[-1]) if before else None
 
 
 class StoppingCallback(TrainerCallback):

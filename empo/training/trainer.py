@@ -251,16 +251,43 @@ class EmpoTrainer(GRPOTrainer):
         optimizer._empo_guarded = True
         return optimizer
 
+    def _get_train_sampler(self, dataset=None):
+        return EpochSeededSampler(super()._get_train_sampler(dataset))
+
     # --- checkpoints: the trainer's own state beside TRL's -------------------------------------------------------
     STATE_FILE = "empo_trainer_state.json"
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        if self._refill is not None and self.args.should_save:
-            from empo.io import atomic_write_json
+        """TRL's checkpoint, complete or not at all (``empo.training.checkpoints``): the space is checked first, the
+        marker is written last (after every process wrote its part), and only then do old checkpoints rotate."""
+        from empo.errors import CheckpointError
+        from empo.io import atomic_write_json
+        from empo.training import checkpoints
 
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            atomic_write_json(folder / self.STATE_FILE, {"refill_sampler": self._refill.state_dict()})
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"checkpoint-{self.state.global_step}"
+        problem = checkpoints.space_problem(run_dir) if self.args.should_save else None
+        fits = torch.tensor(0.0 if problem else 1.0, device=self.accelerator.device)
+        if self.accelerator.reduce(fits, reduction="sum").item() < self.accelerator.num_processes:
+            raise CheckpointError(f"{problem or 'the main process found too little disk space'}; nothing was "
+                                  "written and the last complete checkpoint is kept: free space and run the same "
+                                  "command to resume")
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotation waits for the marker
+        try:
+            super()._save_checkpoint(model, trial)
+            if self._refill is not None and self.args.should_save:
+                atomic_write_json(folder / self.STATE_FILE, {"refill_sampler": self._refill.state_dict()})
+        except Exception as e:  # noqa: BLE001 - a full disk shows as OSError or as a native writer's own error
+            full = checkpoints.disk_full_error(folder, e) if self.args.should_save else None
+            if full is not None:
+                raise full from e
+            raise
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()  # every process's files (RNG states, ZeRO/FSDP shards) are written
+        if self.args.should_save:
+            checkpoints.mark_complete(folder)
+            checkpoints.rotate(run_dir, limit, protect=self.state.best_model_checkpoint)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
@@ -313,6 +340,25 @@ class EmpoTrainer(GRPOTrainer):
                 "advantages": advantages[sl],
                 "majority_answer": gr.majority_answer, "gold": golds[qi * g],
             })
+
+
+class EpochSeededSampler:
+    """TRL's RepeatSampler, with ``set_epoch`` (which accelerate calls at every epoch): epoch e's order is drawn from
+    seed + e. TRL's sampler draws epoch e's order from one generator advanced e times in this process, so a run
+    resumed in epoch 1 or later would replay epoch 0's order; epoch 0's order is TRL's."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        if getattr(self.sampler, "shuffle", False) and self.sampler.seed is not None:
+            self.sampler.generator.manual_seed(self.sampler.seed + epoch)
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def _loss_mask(batch: dict) -> torch.Tensor:
