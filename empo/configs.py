@@ -96,6 +96,10 @@ class EmpoArguments:
     min_majority_share: float = field(default=0.0, metadata={
         "help": "When a group's largest cluster holds a smaller share of its G answers, every completion of the "
                 "group gets 0 from 'empo' and 'majority_vote' (noise, not consensus). 0: off."})
+    # logs
+    log_samples_every: int = field(default=1, metadata={
+        "help": "Write samples.jsonl (every group's completions, answers, rewards) for every Nth generation batch: "
+                "a paper-scale run's completions fill gigabytes (empo launch prints the disk a run needs)."})
     # label-free stopping
     stopping: str = field(default="mark", metadata={
         "help": "Label-free stopping (empo.training.stopping): 'mark' writes <output_dir>/stopping.json when the run "

@@ -253,9 +253,13 @@ def merge_adapter(adapter: str, output: str, base: str | None = None) -> str:
 
 
 def set_threads(num_threads: int | None = None) -> int:
-    """Pin torch's intra-op threads (default: all cores). Contention on small CPUs costs 10x, so be explicit."""
+    """Pin torch's intra-op threads. Contention on small CPUs costs 10x, so be explicit. Default: EMPO_NUM_THREADS,
+    else the OMP_NUM_THREADS a launcher set (torchrun and accelerate set 1 per process unless told otherwise), else
+    this node's cores shared out over its processes (LOCAL_WORLD_SIZE), so 8 ranks do not each take every core."""
     import torch
 
-    n = num_threads or int(os.environ.get("EMPO_NUM_THREADS", 0)) or os.cpu_count() or 1
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    n = (num_threads or int(os.environ.get("EMPO_NUM_THREADS", 0)) or int(os.environ.get("OMP_NUM_THREADS", 0))
+         or max(1, (os.cpu_count() or 1) // per_node))
     torch.set_num_threads(n)
     return n

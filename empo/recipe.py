@@ -135,6 +135,8 @@ def validate(empo_args, training_args, check_machine: bool = True) -> None:
         raise ConfigError(f"max_sampling_rounds: {e.max_sampling_rounds} must be >= 1")
     if e.dynamic_sampling_unfilled not in UNFILLED:
         raise ConfigError(f"dynamic_sampling_unfilled: '{e.dynamic_sampling_unfilled}' is not one of {list(UNFILLED)}")
+    if e.log_samples_every < 1:
+        raise ConfigError(f"log_samples_every: {e.log_samples_every} must be >= 1")
     if e.stopping not in MODES:
         raise ConfigError(f"stopping: '{e.stopping}' is not one of {list(MODES)}")
     if e.stopping_window < 1 or e.stopping_patience < 1 or not 0.0 < e.stopping_entropy_fraction < 1.0:
@@ -154,6 +156,12 @@ def validate(empo_args, training_args, check_machine: bool = True) -> None:
         from empo.training.filter import check_filter_exact
 
         check_filter_exact(training_args)
+    if check_machine:
+        from empo.reporting import reporting_problem
+
+        problem = reporting_problem(training_args.report_to)
+        if problem:
+            raise ConfigError(problem)
     if check_machine and training_args.use_vllm:
         from empo.errors import MissingExtraError
         from empo.rollout.vllm_engine import require_vllm

@@ -107,3 +107,19 @@ def test_the_import_graph_has_no_cycle():
 
     for module in sorted(graph):
         visit(module)
+
+
+def test_the_vllm_extra_is_inside_the_range_trl_declares():
+    """TRL warns (and is untested) outside the vLLM versions it declares; the vllm extra must stay inside them."""
+    import importlib.util
+    import re
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    source = Path(importlib.util.find_spec("trl.import_utils").origin).read_text()
+    low, high = re.search(r'Version\("([\d.]+)"\) <= _vllm_base_version <= Version\("([\d.]+)"\)', source).groups()
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["vllm"]
+    spec = Requirement(extra[0]).specifier
+    allowed = [v for v in spec.filter([f"0.{m}.{p}" for m in range(15, 40) for p in range(4)])]
+    assert allowed and all(Version(low) <= Version(v) <= Version(high) for v in allowed), (str(spec), low, high)

@@ -15,9 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from empo.errors import ConfigError, PlanError
-from empo.launch.commands import build_commands, render_shell, render_slurm
+from empo.errors import ConfigError, PlanError, PreflightError
+from empo.launch import preflight
+from empo.launch.commands import SERVER_START_TIMEOUT_S, VLLM_PORT, build_commands, render_shell, render_slurm
 from empo.launch.plan import Cluster, Plan, accelerate_config_path, make_plan
+from empo.launch.preflight import CHECKS
 
 __all__ = ["Cluster", "Plan", "PlanError", "make_plan", "build_commands", "add_parser"]
 
@@ -36,7 +38,12 @@ def add_parser(sub) -> None:
                    help="training questions, when the dataset file is not on this machine (default: count it, "
                         "else the recipe's dataset_rows)")
     p.add_argument("--slurm", action="store_true", help="write <output_dir>/launch.slurm and submit it with sbatch")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and the commands; start nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, the preflight and the commands; start "
+                                                           "nothing")
+    p.add_argument("--json", action="store_true", help="print the plan (with the preflight and the commands) as one "
+                                                       "JSON object")
+    p.add_argument("--skip-preflight", action="append", default=[], metavar="CHECK",
+                   help=f"launch even though this preflight check fails (one of {', '.join(CHECKS)}; repeatable)")
     t = p.add_argument_group("time estimate (assumptions printed with the plan)")
     t.add_argument("--peak-tflops", type=float, default=d.peak_tflops, help="dense bf16 TFLOPS per GPU")
     t.add_argument("--train-mfu", type=float, default=d.train_mfu)
@@ -60,12 +67,34 @@ def run_launch(args) -> int:
         recipe = load_recipe(args.recipe, args.overrides, any_machine=True, check_machine=False)
     except ConfigError as e:
         raise PlanError(str(e)) from None
+    unknown = sorted(set(args.skip_preflight) - set(CHECKS))
+    if unknown:
+        raise ConfigError(f"--skip-preflight {', '.join(unknown)}: not a preflight check ({', '.join(CHECKS)})")
     plan = make_plan(recipe, cluster, vllm_mode=args.vllm, dataset_rows=args.dataset_rows)
     model_args = recipe.model
     commands = build_commands(plan, args.recipe, str(accelerate_config_path(recipe.empo.accelerate_config)),
                               list(args.overrides),
                               vllm_revision=model_args.model_revision if model_args.model_revision != "main" else None)
+    if plan.cluster.nodes > 1 and not (args.slurm or args.dry_run or args.json):  # started by hand on each node
+        need = ["NODE_RANK", "MASTER_ADDR"] + (["VLLM_HOST"] if plan.layout.server_dedicated_node else [])
+        missing = [k for k in need if k not in os.environ]
+        if missing:
+            raise PlanError(f"a {plan.cluster.nodes}-node run started by hand needs {', '.join(missing)} set on "
+                            f"every node (or use --slurm)")
+    checks = preflight.run_checks(recipe, plan, skip=set(args.skip_preflight))
+    failed = [c for c in checks if not c.ok]
+    if args.json:
+        import json
+
+        print(json.dumps({**plan.to_json(), "commands": [c.shell() for c in commands],
+                          "preflight": preflight.as_json(checks)}, indent=2))
+        return 0 if args.dry_run or not failed else 2
     print(plan.format())
+    print("\n# preflight (this machine)\n" + "\n".join(c.line() for c in checks))
+    if failed and not args.dry_run:
+        raise PreflightError("preflight failed, nothing started: " + "; ".join(f"{c.check}: {c.message}"
+                                                                               for c in failed)
+                             + " (--skip-preflight CHECK to launch anyway)")
     if args.slurm:
         from empo.io import atomic_write_text
 
@@ -82,16 +111,30 @@ def run_launch(args) -> int:
     return _run_here(plan, commands)
 
 
+def wait_for_server(server: subprocess.Popen, host: str, port: int = VLLM_PORT,
+                    timeout: float = SERVER_START_TIMEOUT_S) -> None:
+    """Wait until the vLLM server answers /health/; one line if it dies or does not come up in ``timeout`` s."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise PreflightError(f"the vLLM server exited with status {server.returncode} before it came up "
+                                 "(its log is above)")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health/", timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(5)
+    raise PreflightError(f"the vLLM server on {host}:{port} did not answer /health/ within {timeout:g} s")
+
+
 def _run_here(plan: Plan, commands) -> int:
     """Run this node's commands: the server (if it lives here) in the background, then training."""
-    multi = plan.cluster.nodes > 1
     rank = int(os.environ.get("NODE_RANK", "0"))
-    if multi:
-        need = ["NODE_RANK", "MASTER_ADDR"] + (["VLLM_HOST"] if plan.layout.server_dedicated_node else [])
-        missing = [k for k in need if k not in os.environ]
-        if missing:
-            raise PlanError(f"a {plan.cluster.nodes}-node run started by hand needs {', '.join(missing)} set on "
-                            f"every node (or use --slurm)")
     mine = [c for c in commands if c.nodes == "all" or (c.nodes == "0" and rank == 0) or (c.nodes == "1-" and rank > 0)]
     server = None
     try:
@@ -101,6 +144,7 @@ def _run_here(plan: Plan, commands) -> int:
                 server = subprocess.Popen(["bash", "-c", "exec " + cmd.shell()])
                 if plan.layout.server_dedicated_node:
                     return server.wait()  # node 0 only serves
+                wait_for_server(server, "127.0.0.1")  # a cold start can outlast TRL client's patience
             else:
                 return subprocess.run(["bash", "-c", cmd.shell()], check=False).returncode
         return 0

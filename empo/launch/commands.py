@@ -18,6 +18,8 @@ from empo.launch.plan import Plan
 
 SLURM_TEMPLATE = Path(__file__).with_name("empo_launch.slurm")
 VLLM_PORT = 8000
+#: Seconds a cold vLLM server may take to come up (model download, compilation); TRL's client waits 240 by default.
+SERVER_START_TIMEOUT_S = 1200
 #: Seconds before the time limit at which a Slurm job is warned to save and stop (--signal=B:USR1@...).
 PREEMPTION_WARNING_S = 300
 MAIN_PORT = 29500
@@ -54,16 +56,19 @@ def build_commands(plan: Plan, recipe: str, accelerate_config: str, overrides: l
     train += ["--main_process_port", str(MAIN_PORT), "-m", "empo.train", "--config", recipe]
     commands = []
     if lo.vllm_mode == "server":
-        serve = ["trl", "vllm-serve", "--model", plan.model, "--tensor_parallel_size", str(lo.tensor_parallel),
+        # The server generates with the policy and accepts weight pushes: never on every interface. One node: loopback
+        # (the trainers connect to 127.0.0.1); several: node 0's cluster address ($VLLM_HOST), which the trainers use.
+        host = "$VLLM_HOST" if lo.server_dedicated_node else "127.0.0.1"
+        serve = ["trl", "vllm-serve", "--model", plan.model, "--host", host,
+                 "--tensor_parallel_size", str(lo.tensor_parallel),
                  "--data_parallel_size", str(lo.data_parallel),
                  "--gpu_memory_utilization", str(plan.vllm_gpu_memory_utilization),
                  "--max_model_len", str(plan.max_model_length), "--port", str(VLLM_PORT)]
         if vllm_revision:
             serve += ["--revision", vllm_revision]
         commands.append(Command("vllm-server", serve, {"CUDA_VISIBLE_DEVICES": _gpus(0, lo.server_gpus)}, nodes="0"))
-        host = "$VLLM_HOST" if lo.server_dedicated_node else "127.0.0.1"
         train += ["--use_vllm", "true", "--vllm_mode", "server", "--vllm_server_host", host,
-                  "--vllm_server_port", str(VLLM_PORT)]
+                  "--vllm_server_port", str(VLLM_PORT), "--vllm_server_timeout", str(SERVER_START_TIMEOUT_S)]
         env = {} if lo.server_dedicated_node else {"CUDA_VISIBLE_DEVICES": _gpus(lo.server_gpus, lo.trainers)}
         commands.append(Command("train", train + overrides, env, nodes="1-" if lo.server_dedicated_node else "0"))
     else:

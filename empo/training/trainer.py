@@ -331,6 +331,8 @@ class EmpoTrainer(GRPOTrainer):
         """One row per question group and generation step: completions, answers, clusters, rewards, and whether the
         group trained (``kept``); with dynamic sampling, the generation round that sampled it."""
         step, g, ids, texts, golds = self.state.global_step, batch.group_size, batch.ids, batch.texts, batch.golds
+        if step % self.empo_args.log_samples_every:
+            return
         for qi, (gr, k) in enumerate(zip(batch.groups, kept)):
             sl = slice(qi * g, (qi + 1) * g)
             self._sample_log.write({
