@@ -99,7 +99,7 @@ LEVELS: dict[str, Callable[[random.Random], Question]] = {
     "expr3": _expr3,  # three steps: a × b + c - d
     "word": _word,    # one-step word problems
 }
-# Calibrated on SmolLM2-135M-Instruct (docs/calibration.md): the levels where the majority answer of 8 samples
+# Calibrated on SmolLM2-135M-Instruct (eval/results/calibration.md): the levels where the majority answer of 8 samples
 # is right clearly more often than one sample *and* more often than not, with room left to improve. On add2,
 # expr2, mul2 and word the majority is usually wrong, so label-free RL would reinforce wrong answers there.
 DEFAULT_LEVELS = ("add1", "sub1", "mul1")

@@ -2,7 +2,7 @@
 
 ``qwen-math`` is the EMPO/Qwen math prompt. ``boxed-example`` is the default for small instruct models:
 SmolLM2-135M ignores a ``\\boxed{}`` instruction in the system prompt (0% boxed) but copies one worked
-example given as a prior chat turn (94% boxed); see docs/calibration.md.
+example given as a prior chat turn (94% boxed); see eval/results/calibration.md.
 
 ``natural-reasoning`` is the official EMPO prompt for free-form natural-reasoning training, and
 ``multiple-choice`` the one of its GPQA evaluation, with "(A, B, C, or D)" made "the letter of the correct option"

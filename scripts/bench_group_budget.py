@@ -6,7 +6,7 @@ caches; the worker is started before the clock runs) and reports the wall time o
 grading counters (groups over budget, answers that hit a timeout).
 
     python scripts/bench_group_budget.py                       # timeout 5 s: default budget (10 s) vs none
-    python scripts/bench_group_budget.py --timeout 2 --budgets 4,0 --json benchmarks/group_budget_cpu.json
+    python scripts/bench_group_budget.py --timeout 2 --budgets 4,0 --json eval/results/benchmarks/group_budget_cpu.json
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ meaning" when both directions reach the judge's threshold -- the bidirectional r
   second of :func:`empo.clustering.freeform.cluster_texts` on one group per question of the set (its distinct answers);
 * Cohen's kappa and raw agreement of every two judges' decisions.
 
-    python scripts/bench_judges.py                                  # embedding + verifier -> benchmarks/judges_cpu.json
+    python scripts/bench_judges.py                                  # embedding + verifier -> eval/results/benchmarks/judges_cpu.json
     python scripts/bench_judges.py --judges nli --nli-model DIR --merge   # add a judge to the same report
 """
 
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                     help="time cluster_texts on the first N questions' groups only (default: all)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--note", default="", help="free text stored with the figures (e.g. machine load)")
-    ap.add_argument("--output", default=str(ROOT / "benchmarks" / "judges_cpu.json"))
+    ap.add_argument("--output", default=str(ROOT / "eval" / "results" / "benchmarks" / "judges_cpu.json"))
     ap.add_argument("--merge", action="store_true", help="keep the other judges already in --output (their "
                     "figures and decisions; agreement is recomputed over all)")
     args = ap.parse_args(argv)

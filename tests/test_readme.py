@@ -33,3 +33,9 @@ def test_ci_runs_the_readme_commands_in_an_isolated_clone_before_any_extra():
     extra = next(i for i, line in enumerate(ci) if "install_vllm_cpu.sh" in line)
     assert clone < enter < install < tests < extra
     assert "mktemp -d" in "\n".join(ci[:clone]) and any(line.startswith("export EMPO_HOME=") for line in ci[:install])
+
+
+def test_the_front_page_is_short_and_links_to_the_manual_and_the_results():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert "docs/index.md" in readme and "eval/results/README.md" in readme
