@@ -11,7 +11,7 @@ meaning" when both directions reach the judge's threshold -- the bidirectional r
   second of :func:`empo.clustering.freeform.cluster_texts` on one group per question of the set (its distinct answers);
 * Cohen's kappa and raw agreement of every two judges' decisions.
 
-    python scripts/bench_judges.py                                  # embedding + verifier -> eval/results/benchmarks/judges_cpu.json
+    python scripts/bench_judges.py            # embedding + verifier -> eval/results/benchmarks/judges_cpu.json
     python scripts/bench_judges.py --judges nli --nli-model DIR --merge   # add a judge to the same report
 """
 

@@ -50,9 +50,9 @@ def main() -> int:
                      f"{plan.generation_waves} | {plan.gpu_hours:,.0f} ({hours}) | {sum(plan.disk_gb.values()):,.0f} |")
     lines += ["", "What changed (empo/launch/memory.py gives every term's source): model states as DeepSpeed's own "
               "estimators count them (they were 9-12% low), FSDP2 at 16 bytes per parameter, TRL's chunked log-prob "
-              "head instead of full [tokens x vocab] logits (the largest overestimate before), the ZeRO-3 step peak and "
-              "reduce bucket, the LoRA gather before each weight sync under ZeRO-3, peaks by phase instead of a sum; "
-              "generation waves when a vLLM instance's KV cache holds fewer sequences than its rollout; answer "
+              "head instead of full [tokens x vocab] logits (the largest overestimate before), the ZeRO-3 step peak "
+              "and reduce bucket, the LoRA gather before each weight sync under ZeRO-3, peaks by phase instead of a "
+              "sum; generation waves when a vLLM instance's KV cache holds fewer sequences than its rollout; answer "
               "clustering time; the disk a run writes."]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

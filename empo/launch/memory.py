@@ -1,9 +1,11 @@
 """The per-GPU memory model of a training process, term by term, with where each number comes from.
 
 Memory is what stays (the *resident* terms: weights, gradients and optimizer states as the sharding keeps them,
-the colocated vLLM share, CUDA's own) plus the largest of three passing peaks, which never coincide:
+the colocated vLLM share, CUDA's own) plus the largest of the passing peaks, which never coincide:
 
-* ``forward/backward``: activations, TRL's log-prob head, HF generate's KV cache;
+* ``forward/backward``: activations, TRL's log-prob head;
+* ``generation (HF generate)``: without vLLM, the KV cache of the process's share of a rollout (TRL generates it in
+  one ``generate()`` call) and one decode step's fp32 logits;
 * ``optimizer step``: what ZeRO-3 holds at the step beyond DeepSpeed's estimate;
 * ``weight sync``: under ZeRO-3 with LoRA, TRL gathers the whole model before merging the adapter for vLLM.
 
@@ -23,9 +25,9 @@ Sources (TRL 1.16, DeepSpeed 0.19, accelerate 1.15, torch 2.13):
   logits: a tile of min(tokens, 4096) x 32768 in bf16 and the completion tokens' hidden states; in the backward, an
   fp32 [tokens x hidden] gradient and, when the head trains (full fine-tuning), an fp32 [vocab x hidden] weight
   gradient plus its bf16 copy. LoRA's frozen head has no weight gradient.
-* Activations: one micro-batch of ``b`` sequences of ``T`` tokens: 34 x b x T x hidden bytes (bf16) per layer
-  without gradient checkpointing; with it, one hidden state per layer plus one layer's recompute (flash attention:
-  no T^2 term; an eager attention adds 5 x b x heads x T^2 per layer).
+* Activations: one micro-batch of ``b`` sequences of ``T`` tokens, the Qwen2 layer's saved tensors as
+  :func:`activations` counts them (scripts/plan_memory_cpu.py checks the count against measured steps); with
+  gradient checkpointing, one hidden state per layer plus one layer's recompute. Flash attention: no T^2 term.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from dataclasses import dataclass, field
 GiB = 1024**3
 DS_REDUCE_BUCKET_ELEMENTS = 5e8          # DeepSpeed's default reduce_bucket_size
 HEAD_TOKEN_CHUNK, HEAD_VOCAB_CHUNK = 4096, 32768  # trl/trainer/utils.py: the fused log-prob head's tile
+# trl/kernels/chunked_logprob.py, _backward_tile (no Triton): the tile, y, z, log p, p, grad, the target mask (bool,
+# a quarter) and two temporaries of ``grad += g * (is_target.float() - p)`` are alive together
+FALLBACK_LIVE_TILES = 8.25
 CUDA_FIXED_GIB = 3.0                     # CUDA context and NCCL buffers
 FRAGMENTATION = 0.10                     # allocator fragmentation, a share of the rest
 
@@ -92,22 +97,35 @@ def model_states(kind: str, params: int, trainable: int, lora: bool, gpus: int, 
             "Adam moments (parameter dtype)": 2 * params * weight_bytes}
 
 
-def logprob_head(batch: int, completion_tokens: int, hidden: int, vocab: int, head_trains: bool) -> dict[str, float]:
-    """TRL's fused, chunked log-prob head for one micro-batch, in bytes: forward and backward together."""
-    tokens = batch * completion_tokens
-    terms = {"log-prob head: tile + hidden states": min(tokens, HEAD_TOKEN_CHUNK) * HEAD_VOCAB_CHUNK * 2
-             + tokens * hidden * 2,
+def logprob_head(tokens: int, hidden: int, vocab: int, head_trains: bool, compute_bytes: int = 2,
+                 weight_copy_bytes: int = 2, live_tiles: float = 1) -> dict[str, float]:
+    """TRL's fused, chunked log-prob head for one micro-batch of ``tokens`` scored positions, in bytes: forward and
+    backward together. On CUDA (Triton) only the completion tokens are scored, in bf16, and the kernels rewrite the
+    one tile in place; elsewhere every position of the sequences is scored, in the hidden states' dtype
+    (``compute_bytes``), and TRL's torch fallback holds ``FALLBACK_LIVE_TILES`` tile-sized tensors at its backward's
+    peak (``live_tiles``). A trained head's fp32 weight gradient is copied back to the weight's dtype
+    (``weight_copy_bytes``: 0 when that is fp32)."""
+    tile = min(tokens, HEAD_TOKEN_CHUNK) * HEAD_VOCAB_CHUNK
+    terms = {"log-prob head: tile + hidden states": live_tiles * tile * compute_bytes + tokens * hidden * compute_bytes,
              "log-prob head: hidden-state gradient (fp32)": tokens * hidden * 4}
     if head_trains:
-        terms["log-prob head: weight gradient (fp32 + bf16 copy)"] = vocab * hidden * 6
+        terms["log-prob head: weight gradient (fp32 + copy)"] = vocab * hidden * (4 + weight_copy_bytes)
     return terms
 
 
-def activations(layers: int, batch: int, seq_len: int, hidden: int, heads: int, act_bytes: int,
-                checkpointing: bool, flash: bool = True) -> float:
-    """Bytes of activations kept for the backward of one micro-batch (Korthikanti et al.'s count)."""
-    per_layer = 34 * batch * seq_len * hidden * act_bytes / 2 + (0 if flash else 5 * batch * heads * seq_len**2 *
-                                                                  act_bytes / 2)
+def activations(layers: int, batch: int, seq_len: int, hidden: int, intermediate: int, kv_hidden: int,
+                act_bytes: int, checkpointing: bool, lora_rank: int = 0, lora_modules: int = 0) -> float:
+    """Bytes of activations kept for the backward of one micro-batch of a Qwen2/Llama decoder (SwiGLU MLP, RMSNorm,
+    grouped-query attention through a flash kernel: no [T x T] scores), counted with torch's saved-tensor hooks on
+    the transformers 5 layer, per token and layer: the three MLP products and the down projection's input (4 x
+    intermediate), q, k, v and the attention output, the norms' inputs and the linears' inputs (6 x hidden + 2 x
+    the k/v width), and, in full fine-tuning, the two norms' normalised states their weights' gradients need
+    (2 x hidden); with LoRA, each adapted module's rank-r intermediate. Korthikanti et al.'s 34 x hidden bytes
+    (GELU MLP) undercounts this architecture by half. With gradient checkpointing: each layer's input hidden state
+    plus one layer recomputed during the backward."""
+    per_token = 4 * intermediate + 6 * hidden + 2 * kv_hidden
+    per_token += lora_rank * lora_modules if lora_rank else 2 * hidden
+    per_layer = batch * seq_len * per_token * act_bytes
     if checkpointing:
         return layers * batch * seq_len * hidden * act_bytes + per_layer
     return layers * per_layer

@@ -70,11 +70,13 @@ class ModelShape:
         head = 0 if self.tie_word_embeddings else self.embedding_params()
         return self.num_hidden_layers * self.layer_params() + self.embedding_params() + head + self.hidden_size
 
+    def lora_targets(self, targets) -> list[str]:
+        """The layer's linears a LoRA ``lora_target_modules`` adapts (None and "all-linear": every one)."""
+        return [name for name in self.linear_shapes() if targets in (None, "all-linear") or name in targets]
+
     def lora_params(self, r: int, targets) -> int:
         shapes = self.linear_shapes()
-        if targets in (None, "all-linear"):
-            targets = list(shapes)
-        return self.num_hidden_layers * sum(r * (a + b) for name, (a, b) in shapes.items() if name in targets)
+        return self.num_hidden_layers * sum(r * sum(shapes[name]) for name in self.lora_targets(targets))
 
     def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
         return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * dtype_bytes
@@ -482,13 +484,18 @@ def _memory(plan: Plan, shape: ModelShape, args, model_args, shape_file: Path) -
     b, T, h, L = plan.per_device_batch, plan.max_model_length, shape.hidden_size, shape.num_hidden_layers
     act_bytes = 2 if args.bf16 else wb
     forward = {"activations" + (" (checkpointed)" if args.gradient_checkpointing else ""):
-               mem.activations(L, b, T, h, shape.num_attention_heads, act_bytes, args.gradient_checkpointing) / GiB}
-    head = mem.logprob_head(b, plan.max_completion_length, h, shape.vocab_size, head_trains=not plan.use_peft)
+               mem.activations(L, b, T, h, shape.intermediate_size, shape.num_key_value_heads * shape.head_dim,
+                               act_bytes, args.gradient_checkpointing,
+                               lora_rank=model_args.lora_r if plan.use_peft else 0,
+                               lora_modules=len(shape.lora_targets(model_args.lora_target_modules))) / GiB}
+    head = mem.logprob_head(b * plan.max_completion_length, h, shape.vocab_size, head_trains=not plan.use_peft)
     forward.update({k: v / GiB for k, v in head.items()})
-    if lo.vllm_mode is None:
-        per_process = math.ceil(plan.generation_batch / n)
-        forward["KV cache (HF generate)"] = per_process * T * shape.kv_bytes_per_token(wb) / GiB
     model.phases["forward/backward"] = forward
+    if lo.vllm_mode is None:  # TRL generates the process's whole share of the rollout in one generate() call
+        per_process = math.ceil(plan.generation_batch / n)
+        model.phases["generation (HF generate)"] = {
+            "KV cache (HF generate)": per_process * T * shape.kv_bytes_per_token(wb) / GiB,
+            "logits of one decode step (fp32)": per_process * shape.vocab_size * 4 / GiB}
     if sh.kind == "zero3" and not plan.use_peft and not sh.offload_optimizer:
         model.phases["optimizer step"] = {"bf16 parameter partition (beyond DeepSpeed's estimate)":
                                           2 * plan.params / n / GiB}
@@ -522,8 +529,8 @@ def _memory(plan: Plan, shape: ModelShape, args, model_args, shape_file: Path) -
         f"activations: a micro-batch of {b} sequence(s) of {T} tokens (prompt + completion, vllm_max_model_length or "
         f"2 x {c.mean_prompt_tokens} + completion); flash attention (no T^2 term)",
         "log-probs: TRL's chunked fused head (no [tokens x vocab] logits); memory terms in empo/launch/memory.py",
-        "resident terms plus the largest of the passing peaks (forward/backward, optimizer step, weight sync), which "
-        "never coincide; CUDA context and NCCL 3 GiB, allocator fragmentation 10% of the rest",
+        "resident terms plus the largest of the passing peaks (forward/backward, HF generation, optimizer step, "
+        "weight sync), which never coincide; CUDA context and NCCL 3 GiB, allocator fragmentation 10% of the rest",
     ]
 
 

@@ -122,9 +122,8 @@ def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math")
             lines += ["  these accuracies are of sampled answers to the questions being trained; a label-free reward "
                       "sharpens sampling onto",
                       "  the model's own majority answer, which lifts them more than held-out greedy accuracy (the "
-                      "default run: held-out",
-                      "  sampled 0.64 -> 0.83, greedy 0.91 -> 0.84; eval/results/cpu_default_run.md); the eval under 'next' "
-                      "measures the latter"]
+                      "default run's",
+                      "  held-out figures: eval/results/cpu_default_run.md); the eval under 'next' measures the latter"]
     if s.get("preempted"):
         lines.append(f"  saved: {s['checkpoint'] or 'no checkpoint yet'} (resume from step {s['last_step']}); the same "
                      f"command resumes from it; {out}/preempted.json says so for a scheduler's requeue")

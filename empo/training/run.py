@@ -94,10 +94,11 @@ def cut_logs(out: Path, step: int) -> None:
     cut_jsonl(out / "samples.jsonl", lambda row: row.get("step", 0) < step)
 
 
-def train(recipe) -> int:
+def train(recipe, callbacks=()) -> int:
     """Train the run a parsed recipe (:class:`empo.recipe.Recipe`) describes; resume it from the newest complete
     checkpoint in its output_dir. Returns the process's exit status: 0, 130 (Ctrl-C), or :data:`REQUEUE_EXIT` after a
-    preemption signal (:mod:`empo.training.preemption`)."""
+    preemption signal (:mod:`empo.training.preemption`). ``callbacks``: more ``TrainerCallback``s, for scripts that
+    measure a run (scripts/gpu_check.py)."""
     empo_args, training_args, model_args = recipe.empo, recipe.training, recipe.model
 
     from transformers.trainer_callback import ProgressCallback
@@ -134,7 +135,8 @@ def train(recipe) -> int:
         callbacks=[JsonlMetricsCallback(), stop_for_signal,
                    StoppingCallback(empo_args.stopping, StoppingRule(empo_args.stopping_window,
                                                                      empo_args.stopping_entropy_fraction,
-                                                                     empo_args.stopping_patience))],
+                                                                     empo_args.stopping_patience)),
+                   *callbacks],
         empo_args=empo_args,
         clusterer=clusterer,
     )

@@ -50,8 +50,9 @@ class ScriptedTrainer(EmpoTrainer):
 
 
 def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_device=G * 4, peft_config=None,
-                 callbacks=None, **overrides):
-    """A ScriptedTrainer on ``questions`` (in order, G completions each); GRPOConfig/EmpoArguments overrides."""
+                 callbacks=None, dtype="float32", **overrides):
+    """A ScriptedTrainer on ``questions`` (in order, G completions each) with the model at ``tiny`` loaded in
+    ``dtype``; GRPOConfig/EmpoArguments overrides (scripts/gpu_check.py passes use_cpu=False, bf16=True)."""
     import datasets
     from trl import GRPOConfig
 
@@ -68,7 +69,7 @@ def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_d
     golds = golds or ["0"] * len(questions)
     ds = datasets.Dataset.from_list([{"id": str(i), "prompt": build_messages(q, PRESETS["qwen-math"]), "answer": a}
                                      for i, (q, a) in enumerate(zip(questions, golds))])
-    return ScriptedTrainer(model=load_model(tiny), reward_funcs=[build_reward(r, G) for r in rewards],
+    return ScriptedTrainer(model=load_model(tiny, dtype=dtype), reward_funcs=[build_reward(r, G) for r in rewards],
                            args=GRPOConfig(**config), train_dataset=ds, processing_class=load_tokenizer(tiny),
                            peft_config=peft_config, callbacks=callbacks, empo_args=EmpoArguments(**empo_kw))
 
