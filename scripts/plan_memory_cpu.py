@@ -4,7 +4,8 @@ For each shape -- a randomly initialised model of the Qwen2.5 architecture (grou
 vocabulary, an untied output layer), small enough for 2 cores -- one fresh process builds the model, an EmpoTrainer
 whose generation returns completions of exactly the shape's length (random tokens, so every row has the shape), and
 trains two optimizer steps (the random reward, so the advantages are not zero). Measured: the process's peak resident
-memory (``ru_maxrss``) over the two steps minus its resident memory just before them (the model and the trainer
+memory over the two steps (``VmHWM``, the kernel's high-water mark, reset just before them through
+``/proc/self/clear_refs``) minus its resident memory just before them (the model and the trainer
 built). The second step is the one a long run repeats: the Adam moments made by the first are resident while its
 forward and backward run, so its peak is the moments + gradients + activations + log-prob head that the plan adds
 on top of the weights (on a GPU, the resident terms plus the forward/backward phase). Planned: those terms of
@@ -63,6 +64,29 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0); False where that is refused.
+
+    Without the reset the peak over the steps is hidden whenever building the model or the trainer peaked higher
+    (imports, the random initialisation's temporaries): on a small shape it did, and the step was not measurable.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak() -> int:
+    """The peak RSS since the last reset (VmHWM), or since the process started where the reset was refused."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def measure(name: str, s: dict, tokenizer_path: str) -> dict:
     """In this (fresh) process: build the shape's model and trainer, train two steps, return the figures."""
     import datasets
@@ -114,12 +138,14 @@ def measure(name: str, s: dict, tokenizer_path: str) -> dict:
     import gc
 
     gc.collect()
-    before, peak_before = _rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    reset = _reset_peak()
+    before, peak_before = _rss(), _peak()
     trainer.train()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak()
     return {"shape": name, **s, "prompt_tokens": prompt_tokens, "params": params, "trainable": trainable,
-            "rss_before": before, "peak_before": peak_before, "peak": peak,
-            "measured_step_bytes": peak - before if peak > peak_before else None}
+            "rss_before": before, "peak_before": peak_before, "peak": peak, "peak_reset": reset,
+            # without the reset, a peak no higher than the one before the steps says nothing about the steps
+            "measured_step_bytes": peak - before if reset or peak > peak_before else None}
 
 
 def planned(result: dict) -> dict[str, float]:
@@ -194,11 +220,11 @@ def report(results: list[dict], meta: dict) -> str:
         total = sum(r["planned_terms"].values())
         measured = r["measured_step_bytes"]
         ratio = f"{measured / total:.2f}" if measured else "-"
+        shown = f"{measured / mib:,.0f}" if measured else "not measurable"
         terms = "; ".join(f"{k} {v / mib:,.0f}" for k, v in r["planned_terms"].items())
         tokens = r["G"] * r["questions"] * (r["prompt_tokens"] + r["completion"])
         lines.append(f"| {r['shape']} | {r['params'] / 1e6:.1f}M ({r['trainable'] / 1e6:.2f}M) | {tokens:,} | "
-                     f"{total / mib:,.0f} | {measured / mib:,.0f} | {ratio} | {terms} |" if measured else
-                     f"| {r['shape']} | - | {tokens:,} | {total / mib:,.0f} | not measurable | - | {terms} |")
+                     f"{total / mib:,.0f} | {shown} | {ratio} | {terms} |")
     return "\n".join(lines) + "\n"
 
 
