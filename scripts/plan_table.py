@@ -52,8 +52,9 @@ def main() -> int:
               "estimators count them (they were 9-12% low), FSDP2 at 16 bytes per parameter, TRL's chunked log-prob "
               "head instead of full [tokens x vocab] logits (the largest overestimate before), the ZeRO-3 step peak "
               "and reduce bucket, the LoRA gather before each weight sync under ZeRO-3, peaks by phase instead of a "
-              "sum; generation waves when a vLLM instance's KV cache holds fewer sequences than its rollout; answer "
-              "clustering time; the disk a run writes."]
+              "sum; activations counted from the tensors a SwiGLU block saves for backward (checked against measured "
+              "steps on CPU in plan_memory_cpu/); generation waves when a vLLM instance's KV cache holds fewer "
+              "sequences than its rollout; answer clustering time; the disk a run writes."]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
