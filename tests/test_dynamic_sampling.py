@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from scripted import SCRIPT, G, free_port, generation_batch, lora_step_gradients, make_tiny_model, make_trainer
+from scripted import (
+    SCRIPT,
+    G,
+    assert_same_gradients,
+    free_port,
+    generation_batch,
+    lora_step_gradients,
+    make_tiny_model,
+    make_trainer,
+)
 
 from empo.configs import EmpoArguments
 from empo.errors import ConfigError
@@ -31,15 +40,6 @@ DYNAMIC = dict(dynamic_sampling=True, max_sampling_rounds=8)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, default_model_path):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
-
-
-def assert_same_gradients(got, want):
-    assert got.keys() == want.keys() and len(want) > 0
-    for name in want:
-        scale = want[name].abs().max().item()
-        assert scale > 0, f"{name}: zero reference gradient, the comparison would prove nothing"
-        diff = (got[name] - want[name]).abs().max().item()
-        assert diff <= 1e-5 * scale, f"{name}: max |diff| {diff:.3g} vs max |grad| {scale:.3g}"
 
 
 def trained_ids(out_dir: Path) -> list[str]:

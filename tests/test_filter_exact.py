@@ -17,6 +17,7 @@ import torch
 from scripted import (
     SCRIPT,
     G,
+    assert_same_gradients,
     free_port,
     lora_step_gradients,
     make_tiny_model,
@@ -35,15 +36,6 @@ LOSS_TYPES = list(FILTER_NORMALISATION)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, default_model_path):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
-
-
-def assert_same_gradients(got, want):
-    assert got.keys() == want.keys() and len(want) > 0
-    for name in want:
-        scale = want[name].abs().max().item()
-        assert scale > 0, f"{name}: zero reference gradient, the comparison would prove nothing"
-        diff = (got[name] - want[name]).abs().max().item()
-        assert diff <= 1e-5 * scale, f"{name}: max |diff| {diff:.3g} vs max |grad| {scale:.3g}"
 
 
 @pytest.mark.parametrize("loss_type", LOSS_TYPES)

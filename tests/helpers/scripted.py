@@ -79,6 +79,16 @@ def generation_batch(trainer, questions):
     return [dict(rows[q]) for q in questions for _ in range(G)]
 
 
+def assert_same_gradients(got, want):
+    """Each gradient in ``got`` equals ``want``'s to 1e-5 of its largest entry; a zero reference fails."""
+    assert got.keys() == want.keys() and len(want) > 0
+    for name in want:
+        scale = want[name].abs().max().item()
+        assert scale > 0, f"{name}: zero reference gradient, the comparison would prove nothing"
+        diff = (got[name] - want[name]).abs().max().item()
+        assert diff <= 1e-5 * scale, f"{name}: max |diff| {diff:.3g} vs max |grad| {scale:.3g}"
+
+
 def lora_step_gradients(tmp_path, tiny, questions, loss_type, per_device, **overrides):
     """Train one optimizer step with LoRA under ``loss_type``; return (LoRA gradients before the step, trainer).
 
