@@ -134,22 +134,32 @@ class PhaseMeter:
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
 
+    def begin(self) -> float:
+        """Start a phase: the peak statistics reset; returns its start time for :meth:`end`."""
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        return time.perf_counter()
+
+    def end(self, name: str, started: float) -> None:
+        """End a phase begun at ``started``: its peak and seconds added to ``name``'s."""
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak_gib[name] = max(self.peak_gib.get(name, 0.0), torch.cuda.max_memory_allocated() / GiB)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        self.calls[name] = self.calls.get(name, 0) + 1
+
     def wrap(self, name: str, fn):
         def measured(*args, **kwargs):
-            import torch
-
-            if self.cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            started = time.perf_counter()
+            started = self.begin()
             try:
                 return fn(*args, **kwargs)
             finally:
-                if self.cuda:
-                    torch.cuda.synchronize()
-                    self.peak_gib[name] = max(self.peak_gib.get(name, 0.0), torch.cuda.max_memory_allocated() / GiB)
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-                self.calls[name] = self.calls.get(name, 0) + 1
+                self.end(name, started)
         return measured
 
 
@@ -181,18 +191,10 @@ def train_three_steps(work: Path, built: dict, tiny: bool) -> dict:
                 resident_gib.append(torch.cuda.memory_allocated() / GiB)
 
         def on_pre_optimizer_step(self, args, state, control, **kwargs):
-            if meter.cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            self.optimizer_started = time.perf_counter()
+            self.optimizer_started = meter.begin()
 
         def on_optimizer_step(self, args, state, control, **kwargs):
-            if meter.cuda:
-                torch.cuda.synchronize()
-                meter.peak_gib["optimizer step"] = max(meter.peak_gib.get("optimizer step", 0.0),
-                                                       torch.cuda.max_memory_allocated() / GiB)
-            meter.seconds["optimizer step"] = (meter.seconds.get("optimizer step", 0.0)
-                                               + time.perf_counter() - self.optimizer_started)
+            meter.end("optimizer step", self.optimizer_started)
 
     originals = {name: getattr(EmpoTrainer, name) for name in ("_generate_single_turn", "training_step",
                                                                "_generate_and_score_completions")}
@@ -274,7 +276,7 @@ def _time_vs_plan(plan, meter: PhaseMeter, step_seconds: list[float]) -> dict:
     decode_steps = plan.max_completion_length
     return {"measured_s": {k: round(v, 2) for k, v in measured.items()},
             "planned_s": {k: round(v, 2) for k, v in plan.step_seconds.items()},
-            "generation_s_per_decode_step": round(generation / decode_steps, 4) if math.isfinite(generation) else None,
+            "generation_s_per_decode_step": round(generation / decode_steps, 4),
             "note": "the first step compiles the fused log-prob head's Triton kernels; the plan's generation time "
                     "assumes vLLM (a 10 ms decode floor), this check generates with transformers"}
 
@@ -296,8 +298,7 @@ def _device_settings(tiny: bool) -> dict:
 
 def filter_exactness(work: Path, built: dict, tiny: bool) -> dict:
     scripted = _scripted()
-    questions = list(scripted.SCRIPT)
-    kept = [questions[1], questions[2]]
+    questions, kept = list(scripted.SCRIPT), scripted.KEPT
     settings = _device_settings(tiny)
     tolerance = FILTER_TOLERANCE[settings["dtype"]]
     out = {"dtype": settings["dtype"], "tolerance_relative_l2": tolerance, "loss_types": {}}
@@ -323,8 +324,7 @@ def all_filtered(work: Path, built: dict, tiny: bool) -> dict:
     import torch
 
     scripted = _scripted()
-    questions = list(scripted.SCRIPT)
-    trainer = scripted.make_trainer(work / "all-filtered", built["model_dir"], [questions[0], questions[3]],
+    trainer = scripted.make_trainer(work / "all-filtered", built["model_dir"], scripted.FILTERED,
                                     per_device=scripted.G * 2, max_steps=2, weight_decay=0.5, loss_type="grpo",
                                     **_device_settings(tiny))
     before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from scripted import (
+    KEPT,
     SCRIPT,
     G,
     assert_same_gradients,
@@ -33,7 +34,6 @@ from empo.training.dynamic_sampling import RefillSampler
 HERE = Path(__file__).resolve().parent / "helpers"
 Q = list(SCRIPT)
 ORDER = [Q[0], Q[3], Q[1], Q[2]]  # dataset order: ids "0" (unanimous), "1" (all different), "2", "3" (mixed)
-ACCEPTED = [Q[1], Q[2]]
 DYNAMIC = dict(dynamic_sampling=True, max_sampling_rounds=8)
 
 
@@ -67,7 +67,7 @@ def test_rounds_fill_the_batch_with_accepted_groups_only(tmp_path, tiny):
 def test_a_full_batch_trains_like_the_accepted_groups_alone(tmp_path, tiny, loss_type):
     torch.set_num_threads(1)
     dynamic, trainer = lora_step_gradients(tmp_path / "d", tiny, ORDER, loss_type, per_device=G * 2, **DYNAMIC)
-    alone, _ = lora_step_gradients(tmp_path / "a", tiny, ACCEPTED, loss_type, per_device=G * 2)
+    alone, _ = lora_step_gradients(tmp_path / "a", tiny, KEPT, loss_type, per_device=G * 2)
     assert sorted(trained_ids(tmp_path / "d" / "out")) == ["2", "3"]
     assert trainer._skipped_optimizer_steps == 0
     assert_same_gradients(dynamic, alone)
@@ -101,7 +101,7 @@ def test_two_processes_with_gradient_accumulation(tmp_path, tiny):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert sorted(result["trained"]) == ["2", "3"] and result["metrics"]["empo/groups_trained"] == 2
-    alone, _ = lora_step_gradients(tmp_path / "a", tiny, ACCEPTED, "dapo", per_device=G * 2)
+    alone, _ = lora_step_gradients(tmp_path / "a", tiny, KEPT, "dapo", per_device=G * 2)
     assert_same_gradients({k: torch.tensor(v) for k, v in result["grads"].items()}, alone)
 
 

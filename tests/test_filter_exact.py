@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 from scripted import (
+    FILTERED,
+    KEPT,
     SCRIPT,
     G,
     assert_same_gradients,
@@ -29,7 +31,6 @@ from empo.training.filter import FILTER_NORMALISATION
 
 HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
 QUESTIONS = list(SCRIPT)
-KEPT = [QUESTIONS[1], QUESTIONS[2]]
 LOSS_TYPES = list(FILTER_NORMALISATION)
 
 
@@ -76,7 +77,7 @@ def test_loss_scale_lands_in_metrics_jsonl(tmp_path, tiny, loss_type):
 
 
 def test_all_filtered_batch_moves_no_weight_under_grpo(tmp_path, tiny):
-    trainer = make_trainer(tmp_path, tiny, [QUESTIONS[0], QUESTIONS[3]], per_device=G * 2, max_steps=2,
+    trainer = make_trainer(tmp_path, tiny, FILTERED, per_device=G * 2, max_steps=2,
                            weight_decay=0.5, loss_type="grpo")
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()

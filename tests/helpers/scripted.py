@@ -16,6 +16,8 @@ SCRIPT = {
     "What is 4 + 4?": ["8", "\\frac{16}{2}", "7", "9"],  # mixed (8 and 16/2 cluster together): kept
     "What is 9 - 3?": ["1", "2", "3", "4"],          # all different: H = log G, dropped
 }
+# what the default entropy band keeps and drops of SCRIPT
+KEPT, FILTERED = ["What is 2 + 3?", "What is 4 + 4?"], ["What is 1 + 1?", "What is 9 - 3?"]
 
 
 def make_tiny_model(path: Path, tokenizer_source: str) -> str:

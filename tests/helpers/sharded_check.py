@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datasets  # noqa: E402
 import torch  # noqa: E402
 from peft import LoraConfig  # noqa: E402
-from scripted import SCRIPT, ScriptedTrainer  # noqa: E402
+from scripted import FILTERED, KEPT, SCRIPT, ScriptedTrainer  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
@@ -34,8 +34,6 @@ from empo.configs import EmpoArguments  # noqa: E402
 from empo.model import load_model, load_tokenizer  # noqa: E402
 from empo.prompts import PRESETS, build_messages  # noqa: E402
 from empo.training.rewards import build_reward  # noqa: E402
-
-KEPT, FILTERED = ["What is 2 + 3?", "What is 4 + 4?"], ["What is 1 + 1?", "What is 9 - 3?"]
 
 
 def base_optimizer(trainer):
