@@ -1,5 +1,6 @@
 """The ``empo`` command line: one subcommand per stage (``rollout``, ``train``, ``eval``, ``compare``, ``merge``,
-``data``, ``launch``); every bad input is one line (:func:`empo.errors.report_errors`)."""
+``data``, ``recipes``, ``rewards``, ``reward check``, ``launch``); every bad input is one line
+(:func:`empo.errors.report_errors`)."""
 
 from __future__ import annotations
 
@@ -247,6 +248,55 @@ def _recipes(args) -> int:
     return 0
 
 
+def _add_rewards(sub) -> None:
+    p = sub.add_parser("rewards", help="List every reward a recipe can name: where it comes from, whether it is "
+                                       "label-free, the token statistics it reads, its options.")
+    p.add_argument("specs", nargs="*", help="also these reward_funcs entries (import paths, files)")
+    p.set_defaults(func=_rewards)
+    p = sub.add_parser("reward", help="Certify a reward: 'empo reward check SPEC' runs the test kit (empo.testing) on "
+                                      "it, one line per property; exit 0 all hold, 1 one fails, 2 a bad spec.")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("spec", help="a reward_funcs entry: a name, mypkg.rewards:novelty, or path/to/reward.py:novelty")
+    p.add_argument("--options", default=None, help="the reward's options, a JSON object")
+    p.add_argument("--property", action="append", default=None, help="check only this property (repeatable)")
+    p.add_argument("-G", "--num-generations", type=int, default=4)
+    p.set_defaults(func=_reward_check)
+
+
+def _rewards(args) -> int:
+    from empo.rewards.registry import entry_points, resolve, shipped
+
+    names = [*shipped(), *(n for n in entry_points() if n not in shipped()), *args.specs]
+    shadowed = [n for n in entry_points() if n in shipped()]
+    for name in names:
+        source = resolve(name)
+        t = source.traits
+        accepted, _, any_keyword = source.option_names()
+        options = "any" if any_keyword else ", ".join(sorted(accepted - {"clusterer"})) or "none"
+        kind = "label-free" if t.label_free else "supervised"
+        extra = f"; token statistics: {', '.join(t.token_statistics)}" if t.token_statistics else ""
+        extra += "; order-dependent" if t.order_dependent else ""
+        print(f"{source.name:<16} {kind:<11} {source.origin}{extra}\n{'':<16} options: {options}")
+    for name in shadowed:
+        print(f"[empo] note: the entry point '{name}' is shadowed by empo's own reward of that name", file=sys.stderr)
+    return 0
+
+
+def _reward_check(args) -> int:
+    from empo.rewards.kit import PROPERTIES, check_reward
+    from empo.rewards.registry import parse_options
+
+    results = check_reward(args.spec, parse_options(args.options), properties=args.property or PROPERTIES,
+                           raise_on_failure=False, num_generations=args.num_generations)
+    for r in results:
+        print(r.line())
+    failed = [r.property for r in results if r.status == "fail"]
+    print(f"{args.spec}: " + (f"FAILED {', '.join(failed)}" if failed else
+                              f"every property holds ({sum(r.status == 'ok' for r in results)} checked, "
+                              f"{sum(r.status == 'skip' for r in results)} not applicable)"))
+    return 1 if failed else 0
+
+
 def build_parser(eval_suite: dict | None = None) -> argparse.ArgumentParser:
     """The CLI; ``eval_suite`` (a loaded suite file) becomes ``empo eval``'s defaults, so flags still override it."""
     parser = argparse.ArgumentParser(prog="empo", description="Label-free RL post-training (EMPO) on TRL.")
@@ -258,6 +308,7 @@ def build_parser(eval_suite: dict | None = None) -> argparse.ArgumentParser:
     _add_merge(sub)
     _add_data(sub)
     _add_recipes(sub)
+    _add_rewards(sub)
     from empo.launch import add_parser as _add_launch
 
     _add_launch(sub)

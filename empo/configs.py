@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 CLUSTERINGS = ("math", "entailment", "embedding")
 #: What a dynamic-sampling batch still short of accepted groups does (EmpoArguments.dynamic_sampling_unfilled).
 UNFILLED = ("train", "skip")
+#: What label-free stopping does when its rule fires (EmpoArguments.stopping; empo.training.stopping).
+STOPPING_MODES = ("mark", "stop", "off")
 #: The judges of the 'entailment' clustering (EmpoArguments.entailment_judge); empo.clustering.judges builds each.
 ENTAILMENT_JUDGES = ("verifier", "nli")
 
@@ -42,11 +44,14 @@ class EmpoArguments:
                 "user_template and few_shot."})
     # rewards and filter
     reward_funcs: list[str] = field(default_factory=lambda: ["empo"], metadata={
-        "help": "Rewards by name: empo, majority_vote, gold_accuracy, format, random, self_certainty. Weights: "
-                "GRPOConfig.reward_weights."})
-    no_answer_reward: float = field(default=0.0, metadata={
-        "help": "EMPO reward of a completion without a boxed answer."})
-    random_reward_seed: int = field(default=0, metadata={"help": "Seed of the 'random' control reward."})
+        "help": "Rewards: a name (empo, majority_vote, gold_accuracy, format, random, self_certainty, token_entropy, "
+                "novelty, negative_labels, or an installed package's entry point; `empo rewards` lists them), an "
+                "import path (mypkg.rewards.novelty or mypkg.rewards:novelty) or a file (path/to/reward.py:novelty). "
+                "Weights: GRPOConfig.reward_weights. See empo.rewards.registry."})
+    reward_options: dict | str | None = field(default=None, metadata={
+        "help": "Options of each reward, by its reward_funcs entry or its name: {empo: {no_answer_reward: -0.5}, "
+                "random: {seed: 3}} (a JSON object on the command line). A reward's options are its constructor's "
+                "parameters (a function's keyword parameters); an unknown or missing one is an error."})
     entropy_filter: bool = field(default=True, metadata={
         "help": "Train only on groups with delta_low < semantic entropy < delta_high; others leave the loss and "
                 "its normaliser."})

@@ -7,8 +7,9 @@ A recipe is named by a path or by its place among the shipped recipes (:mod:`emp
 flags after it override it. Every command that reads a recipe (``empo train``, ``python -m empo.train`` under
 accelerate or torchrun, ``empo launch``, the sweeps of ``empo compare``) calls :func:`load_recipe`, and every check a
 recipe gets is in :func:`validate`: an unknown key (with the closest known one), a setting out of range, a reward
-that does not exist, a filter setting that could not be exact, a missing extra. Each is one :class:`ConfigError`
-naming the key, before any model loads. ``EmpoTrainer`` runs :func:`validate` too, for code that builds it directly.
+that cannot be found or takes other options (:mod:`empo.rewards.registry`), a filter setting that could not be
+exact, a missing extra. Each is one :class:`ConfigError` naming the key, before any model loads. ``EmpoTrainer``
+runs :func:`validate` too, for code that builds it directly.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def load_recipe(spec: str | Path | None = None, overrides: list[str] | tuple = (
         check_known_keys(raw, {f.name for dc in types for f in fields(dc)} | {"env"}, "recipe")
         argv = ["--config", str(path), *overrides, *(["--use_cpu", "true"] if any_machine else [])]
         empo_args, training_args, model_args = TrlParser(types).parse_args_and_config(argv)
-        validate(empo_args, training_args, check_machine=check_machine)
+        validate(empo_args, training_args, check_machine=check_machine, base_dirs=(path.parent,))
     except ValueError as e:  # ConfigError, and the dataclasses' own checks (TRL: batch not a whole number of groups)
         raise ConfigError(f"{path}: {e}") from None
     return Recipe(path=path, raw=raw, overrides=overrides, empo=empo_args, training=training_args, model=model_args)
@@ -105,11 +106,13 @@ def check_known_keys(config: dict, known: set[str], what: str) -> None:
         raise ConfigError(f"unknown {what} key(s): {', '.join(hints)}")
 
 
-def validate(empo_args, training_args, check_machine: bool = True) -> None:
-    """Every check a recipe gets, before any model loads; one :class:`ConfigError` naming the setting."""
-    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES, UNFILLED
-    from empo.training.rewards import REWARDS
-    from empo.training.stopping import MODES
+def validate(empo_args, training_args, check_machine: bool = True, num_rewards: int | None = None,
+             base_dirs: tuple[Path, ...] = ()) -> None:
+    """Every check a recipe gets, before any model loads; one :class:`ConfigError` naming the setting.
+    ``num_rewards``: the rewards a direct caller of ``EmpoTrainer`` hands it (their weights are checked against those,
+    not against ``reward_funcs``); ``base_dirs``: where a reward file named relative to the recipe is looked for."""
+    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES, STOPPING_MODES, UNFILLED
+    from empo.rewards.registry import check_rewards
 
     e = empo_args
     if e.clustering not in CLUSTERINGS:
@@ -137,19 +140,23 @@ def validate(empo_args, training_args, check_machine: bool = True) -> None:
         raise ConfigError(f"dynamic_sampling_unfilled: '{e.dynamic_sampling_unfilled}' is not one of {list(UNFILLED)}")
     if e.log_samples_every < 1:
         raise ConfigError(f"log_samples_every: {e.log_samples_every} must be >= 1")
-    if e.stopping not in MODES:
-        raise ConfigError(f"stopping: '{e.stopping}' is not one of {list(MODES)}")
+    if e.stopping not in STOPPING_MODES:
+        raise ConfigError(f"stopping: '{e.stopping}' is not one of {list(STOPPING_MODES)}")
     if e.stopping_window < 1 or e.stopping_patience < 1 or not 0.0 < e.stopping_entropy_fraction < 1.0:
         raise ConfigError("stopping_window and stopping_patience must be >= 1 and stopping_entropy_fraction in (0, 1); "
                           f"got {e.stopping_window}, {e.stopping_patience}, {e.stopping_entropy_fraction}")
-    unknown = [r for r in e.reward_funcs if r not in REWARDS]
-    if unknown:
-        raise ConfigError(f"unknown reward(s) {unknown} in reward_funcs; known: {sorted(REWARDS)}")
+    if num_rewards is None:  # the recipe's rewards: each resolved, its options checked (empo.rewards.registry)
+        supervised = [s.spec for s in check_rewards(e.reward_funcs, e.reward_options, base_dirs)
+                      if not s.traits.label_free]
+        if supervised and e.answer_field is None:
+            raise ConfigError(f"answer_field: reward(s) {supervised} read the gold answers (label_free = False), but "
+                              "answer_field is None (unlabeled data)")
     if training_args is None:
         return
-    if training_args.reward_weights is not None and len(training_args.reward_weights) != len(e.reward_funcs):
-        raise ConfigError(f"reward_weights has {len(training_args.reward_weights)} entries for "
-                          f"{len(e.reward_funcs)} reward_funcs")
+    count = len(e.reward_funcs) if num_rewards is None else num_rewards
+    if training_args.reward_weights is not None and len(training_args.reward_weights) != count:
+        raise ConfigError(f"reward_weights has {len(training_args.reward_weights)} entries for {count} "
+                          + ("reward_funcs" if num_rewards is None else "rewards"))
     if training_args.num_generations < 2:
         raise ConfigError("num_generations must be >= 2 (EMPO compares answers within a group)")
     if e.entropy_filter or e.dynamic_sampling:  # a short dynamic-sampling batch masks its filler groups the same way

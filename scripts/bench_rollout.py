@@ -95,7 +95,7 @@ def bench_train(variant: str, a) -> dict:
     from empo.configs import EmpoArguments
     from empo.model import load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config
-    from empo.training.rewards import build_reward
+    from empo.rewards import build_reward
     from empo.training.trainer import EmpoTrainer
 
     threads = set_threads(a.threads)

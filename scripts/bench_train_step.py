@@ -22,7 +22,7 @@ def run_variant(variant: str, a) -> dict:
     from empo.data import DataSpec, load_questions
     from empo.model import load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config
-    from empo.training.rewards import build_reward
+    from empo.rewards import build_reward
     from empo.training.trainer import EmpoTrainer
 
     set_threads(a.threads)

@@ -97,7 +97,7 @@ def measure(name: str, s: dict, tokenizer_path: str) -> dict:
 
     from empo.configs import EmpoArguments
     from empo.prompts import PRESETS, build_messages
-    from empo.training.rewards import build_reward
+    from empo.rewards import build_reward
     from empo.training.trainer import EmpoTrainer
 
     torch.manual_seed(0)

@@ -60,7 +60,7 @@ def make_run(tmp_path, reward, seed, accuracy, lr=1e-4, steps=5, empo_settings=N
     path = tmp_path / f"{reward}-seed{seed}"
     path.mkdir(parents=True)
     (path / "empo_run.json").write_text(json.dumps({
-        "empo": {"reward_funcs": [reward], "prompt": "boxed-example", "random_reward_seed": seed, "delta_low": 0.0,
+        "empo": {"reward_funcs": [reward], "prompt": "boxed-example", "delta_low": 0.0,
                  **(empo_settings or {})},
         "model": {"model_name_or_path": "smollm2-135m-instruct", "dtype": "float32"},
         "training": {"seed": seed, "learning_rate": lr, "output_dir": str(path), "reward_weights": None}}))

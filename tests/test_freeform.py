@@ -6,6 +6,7 @@ the real judges are tested in test_judges.py.
 """
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,7 +23,7 @@ from empo.clustering.judges.base import Judge
 from empo.clustering.math_clusters import CLUSTERINGS, MathClusterer, build_clusterer
 from empo.configs import EmpoArguments
 from empo.errors import ConfigError
-from empo.training.rewards import build_reward
+from empo.rewards import build_reward
 
 
 class ScriptedJudge(Judge):
@@ -237,7 +238,8 @@ def test_train_wires_the_recipe_setting_into_dataset_and_rewards():
     ds = build_dataset(free)
     assert ds[0]["problem"] in ds[0]["prompt"][-1]["content"]
     clusterer = clusterer_from_args(free)  # empo train builds one and gives it to the trainer too
-    empo, mv, fmt = build_rewards(free, 4, clusterer)
+    training = SimpleNamespace(num_generations=4, seed=7)
+    empo, mv, fmt = build_rewards(free, training, clusterer)
     assert empo.clusterer is mv.clusterer is clusterer  # one judge for rewards and trainer
     assert empo.clusterer.kind == "embedding" and empo.min_majority_share == mv.min_majority_share == 0.4
-    assert build_rewards(math_args, 4)[0].clusterer.kind == "math"
+    assert build_rewards(math_args, training)[0].clusterer.kind == "math"

@@ -54,7 +54,8 @@ def test_there_are_natural_reasoning_recipes_with_the_official_values():
         assert r["generation_batch_size"] == 6 * r["per_device_train_batch_size"] * r["gradient_accumulation_steps"]
         assert (r["clustering"], r["entailment_judge"], r["judge_model"]) == ("entailment", "verifier",
                                                                               "TIGER-Lab/general-verifier")
-        assert (r["no_answer_reward"], r["min_majority_share"], r["reward_funcs"]) == (-0.5, 0.2, ["empo"])
+        assert r["reward_options"] == {"empo": {"no_answer_reward": -0.5}}
+        assert (r["min_majority_share"], r["reward_funcs"]) == (0.2, ["empo"])
     # the 7B recipe is the 3B one with the model swapped (as the official 7B files are)
     three, seven = (load(ROOT / "recipes" / m / "empo" / "config_natural_reasoning.yaml")
                     for m in NATURAL_REASONING_MODELS)
@@ -151,7 +152,7 @@ def test_gpu_recipe_trains_one_step_on_cpu(recipe, tmp_path, tiny_model):
     original = load(recipe)
     for key in ("num_generations", "learning_rate", "loss_type", "epsilon", "epsilon_high", "beta",
                 "importance_sampling_level", "temperature", "reward_funcs", "entropy_filter", "use_peft",
-                "clustering", "entailment_judge", "no_answer_reward", "min_majority_share", "question_field"):
+                "clustering", "entailment_judge", "reward_options", "min_majority_share", "question_field"):
         if key in original:
             section = next(s for s in ("training", "empo", "model") if key in run[s])
             assert run[section][key] == original[key], key

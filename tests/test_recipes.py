@@ -52,7 +52,7 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path):
 
 
 def test_unknown_reward_is_named(tmp_path):
-    with pytest.raises(ConfigError, match=r"r\.yaml: unknown reward.*'gold'"):
+    with pytest.raises(ConfigError, match=r"r\.yaml: reward_funcs: unknown reward 'gold'"):
         load_recipe(write(tmp_path, reward_funcs=["empo", "gold"]))
 
 

@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empo.training.rewards import REWARDS, build_reward
+from empo.rewards import build_reward
+from empo.rewards.builtin import BUILTIN as REWARDS
 
 
 def boxed(a):

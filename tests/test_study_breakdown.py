@@ -14,7 +14,7 @@ def test_breakdown_by_level_entropy_and_quarter(tmp_path):
     run = tmp_path / "empo-seed0"
     run.mkdir()
     (run / "empo_run.json").write_text(json.dumps({
-        "empo": {"reward_funcs": ["empo"], "random_reward_seed": 0},
+        "empo": {"reward_funcs": ["empo"]},
         "model": {"model_name_or_path": "m"}, "training": {"seed": 0, "output_dir": str(run)}}))
     rows = []
     for step in range(8):  # add2: right majority at low entropy; sub2: wrong majority at high entropy

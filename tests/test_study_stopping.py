@@ -29,7 +29,7 @@ def make_run(root: Path, reward: str, seed: int, entropy: list[float], tokens: f
     run = root / f"{reward}-seed{seed}"
     run.mkdir(parents=True)
     (run / "empo_run.json").write_text(json.dumps({
-        "empo": {"reward_funcs": [reward], "prompt": "boxed-example", "random_reward_seed": seed},
+        "empo": {"reward_funcs": [reward], "prompt": "boxed-example"},
         "model": {"model_name_or_path": "m", "dtype": "float32"},
         "training": {"seed": seed, "output_dir": str(run), "reward_weights": None}}))
     (run / "metrics.jsonl").write_text("".join(json.dumps(

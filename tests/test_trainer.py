@@ -144,7 +144,7 @@ def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny)
     from test_freeform import ScriptedJudge, both
 
     from empo.clustering.freeform import FreeformClusterer
-    from empo.training.rewards import build_reward
+    from empo.rewards import build_reward
 
     def run(judge):
         clusterer = FreeformClusterer("entailment", judge_obj=judge)
@@ -182,7 +182,7 @@ def test_one_answer_gather_and_one_analysis_per_generation_batch(tmp_path, tiny,
     trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
     assert gathers == [len(QUESTIONS) * G] and len(analyses) == len(QUESTIONS)
     # on its own (outside the trainer) a group reward builds its groups itself, with the same result
-    from empo.training.rewards import build_reward
+    from empo.rewards import build_reward
 
     completions = [f"The answer is \\boxed{{{a}}}." if a is not None else "I think." for q in QUESTIONS
                    for a in SCRIPT[q]]

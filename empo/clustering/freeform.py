@@ -11,7 +11,7 @@ The answer of a completion is its last ``\\boxed{...}`` when it has one, else th
 * an answer that repeats the question (its normalised form equals, or contains, the normalised question,
   and ``reject_question_echo`` is on) -> missing, and :func:`is_question_echo` lets the reward give it no reward;
 * the whole-group floor (largest cluster's share below ``min_majority_share`` -> no reward for anyone) is applied
-  by the reward (:class:`empo.training.rewards.ClusterReward`), since it needs the clusters.
+  by the reward (:class:`empo.rewards.builtin.ClusterReward`), since it needs the clusters.
 
 Clustering rule (:func:`cluster_texts`)
 ---------------------------------------

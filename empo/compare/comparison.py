@@ -3,8 +3,8 @@
 Each run directory is an ``empo train`` output (``empo_run.json``, ``metrics.jsonl``, ``samples.jsonl``, the final
 adapter). A run's *method* is its ``reward_funcs`` (with ``reward_weights``) and its entropy filter (``empo``,
 ``empo[no filter]``, ``empo[H in (0.5, 2.0)]``: the paper's ablation is a method, not a nuisance setting); its
-*replicate* is its seed (``seed``, ``random_reward_seed``). Runs that differ in any other setting are refused,
-with the differences listed, unless those keys are allowed explicitly.
+*replicate* is its seed (``seed``; the ``random`` reward draws from it). Runs that differ in any other setting are
+refused, with the differences listed, unless those keys are allowed explicitly.
 
 Every final adapter, and the base model, is evaluated with ``empo eval`` (cached and resumable under
 ``<run>/eval/<block>`` and ``<output>/base/<block>``), with the prompt the runs were trained with.

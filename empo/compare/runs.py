@@ -15,14 +15,15 @@ BOOKKEEPING = {"training.output_dir", "training.logging_dir", "training.run_name
 
 
 #: The replicate variable.
-SEED_KEYS = {"training.seed", "training.data_seed", "empo.random_reward_seed"}
+SEED_KEYS = {"training.seed", "training.data_seed",
+             "empo.random_reward_seed"}  # older records' seed of the random reward (it now takes the run's seed)
 
 
-#: The intended variable: the reward, and which groups train -- the entropy filter (switching it off is the paper's
-#: ablation), a minimum majority share, and dynamic sampling.
-METHOD_KEYS = {"empo.reward_funcs", "training.reward_weights", "empo.entropy_filter", "empo.delta_low",
-               "empo.delta_high", "empo.min_majority_share", "empo.dynamic_sampling", "empo.max_sampling_rounds",
-               "empo.dynamic_sampling_unfilled"}
+#: The intended variable: the reward and its options, and which groups train -- the entropy filter (switching it off
+#: is the paper's ablation), a minimum majority share, and dynamic sampling.
+METHOD_KEYS = {"empo.reward_funcs", "empo.reward_options", "training.reward_weights", "empo.entropy_filter",
+               "empo.delta_low", "empo.delta_high", "empo.min_majority_share", "empo.dynamic_sampling",
+               "empo.max_sampling_rounds", "empo.dynamic_sampling_unfilled"}
 
 
 @dataclass
@@ -48,14 +49,20 @@ def load_run(path: str | Path) -> Run:
 
 
 def method_name(record: dict) -> str:
-    """The reward(s), then which groups train when that is not the default: ``empo``, ``empo+format@1.0,0.5``,
+    """The reward(s) and their options, then which groups train when that is not the default: ``empo``,
+    ``empo+format@1.0,0.5``, ``empo{empo.no_answer_reward=-0.5}``,
     ``empo[no filter]``, ``empo[H in (0.0, 1.04)]``, ``empo[majority >= 0.5, dynamic]``,
     ``empo[H in (0.0, 1.04), dynamic x6, skip short]`` (dynamic sampling with other rounds or short-batch rule)."""
     from empo.configs import EmpoArguments
 
     empo, defaults = record["empo"], EmpoArguments()
     setting = lambda key: empo.get(key, getattr(defaults, key))  # noqa: E731 - absent: an older record's default
-    name = "+".join(empo["reward_funcs"])
+    name = "+".join(short_name(spec) for spec in empo["reward_funcs"])
+    options = empo.get("reward_options") or {}
+    if isinstance(options, str):
+        options = json.loads(options)
+    if options:
+        name += "{" + ", ".join(f"{short_name(r)}.{k}={v}" for r, o in options.items() for k, v in o.items()) + "}"
     if record["training"].get("reward_weights"):
         name += "@" + ",".join(str(w) for w in record["training"]["reward_weights"])
     tags = []
@@ -71,6 +78,14 @@ def method_name(record: dict) -> str:
         tags.append("dynamic" + (f" x{rounds}" if rounds != defaults.max_sampling_rounds else "")
                     + (", skip short" if setting("dynamic_sampling_unfilled") == "skip" else ""))
     return name + (f"[{', '.join(tags)}]" if tags else "")
+
+
+def short_name(spec: str) -> str:
+    """A reward's name from its reward_funcs entry without importing it: ``mypkg.rewards:novelty``, ``x.py:novelty``
+    and ``mypkg.rewards.novelty`` are ``novelty`` (what empo.rewards.registry names them)."""
+    if ":" in spec:
+        return spec.rsplit(":", 1)[1].rsplit(".", 1)[-1]
+    return spec.rsplit(".", 1)[-1]
 
 
 def setting_differences(runs: list[Run], allow: set[str] = frozenset()) -> dict[str, dict[str, object]]:

@@ -3,6 +3,7 @@ than the spec's ``max_steps`` resumes), then compared."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import MISSING, dataclass, field, fields
@@ -97,15 +98,17 @@ class Sweep:
 
     def train_command(self, method: Method, seed: int) -> list[str]:
         return [sys.executable, "-m", "empo.train", "--config", self.recipe, "--reward_funcs", *method.reward_funcs,
-                "--seed", str(seed), "--random_reward_seed", str(seed), "--output_dir", str(self.run_dir(method, seed)),
+                "--seed", str(seed), "--output_dir", str(self.run_dir(method, seed)),
                 *_flags({**self.overrides, **method.overrides})]
 
 
 def _flags(overrides: dict) -> list[str]:
-    """Recipe keys as ``empo train`` flags: ``{"max_steps": 4, "reward_funcs": [a, b]}`` -> ``--max_steps 4 ...``."""
+    """Recipe keys as ``empo train`` flags: ``{"max_steps": 4, "reward_funcs": [a, b]}`` -> ``--max_steps 4 ...``;
+    a mapping as JSON: ``{"reward_options": {"random": {"seed": 1}}}`` -> ``--reward_options '{"random": ...}'``."""
     flags = []
     for k, v in overrides.items():
-        flags += [f"--{k}", *(map(str, v) if isinstance(v, list) else [str(v)])]
+        value = [json.dumps(v)] if isinstance(v, dict) else map(str, v) if isinstance(v, list) else [str(v)]
+        flags += [f"--{k}", *value]  # a mapping (reward_options) as the JSON object the flag takes
     return flags
 
 

@@ -32,16 +32,14 @@ def build_dataset(empo_args):
     return datasets.Dataset.from_list(rows)
 
 
-def build_rewards(empo_args, num_generations: int, clusterer=None):
-    """The recipe's rewards; the group rewards get ``clusterer`` (the trainer's, so a judge model loads once)."""
-    from empo.training.rewards import build_reward
+def build_rewards(empo_args, training_args, clusterer=None, base_dirs=()):
+    """The recipe's rewards with their ``reward_options`` (:mod:`empo.rewards.registry`) and the run's context: the
+    group rewards get ``clusterer`` (the trainer's, so a judge model loads once) and ``min_majority_share``, seeded
+    rewards the run's ``seed``."""
+    from empo.rewards.registry import build_rewards as build
 
-    cluster_options = {"clusterer": clusterer, "min_majority_share": empo_args.min_majority_share}
-    options = {"empo": {"no_answer_reward": empo_args.no_answer_reward, **cluster_options},
-               "majority_vote": cluster_options,
-               "random": {"seed": empo_args.random_reward_seed},
-               "gold_accuracy": {"gold_field": "answer"}}
-    return [build_reward(name, num_generations, **options.get(name, {})) for name in empo_args.reward_funcs]
+    context = {"clusterer": clusterer, "min_majority_share": empo_args.min_majority_share, "seed": training_args.seed}
+    return build(empo_args.reward_funcs, training_args.num_generations, empo_args.reward_options, context, base_dirs)
 
 
 def claim_run_directory(empo_args, training_args, model_args) -> tuple:
@@ -117,17 +115,18 @@ def train(recipe, callbacks=()) -> int:
     set_threads(empo_args.num_threads)
     set_limits(timeout=empo_args.math_timeout, group_budget=empo_args.group_time_budget)
     dataset = build_dataset(empo_args)
-    if "gold_accuracy" not in empo_args.reward_funcs and empo_args.answer_field is None:
+    if empo_args.answer_field is None:
         dataset = dataset.remove_columns("answer")
     lock, checkpoint = claim_run_directory(empo_args, training_args, model_args)  # noqa: F841 - lock held until exit
+    clusterer = clusterer_from_args(empo_args)
+    rewards = build_rewards(empo_args, training_args, clusterer, base_dirs=(recipe.path.parent,))  # before the model
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     model = load_model(model_args.model_name_or_path, dtype=model_args.dtype or "float32")
     model.train()
-    clusterer = clusterer_from_args(empo_args)
     stop_for_signal = PreemptionCallback(preemption)
     trainer = EmpoTrainer(
         model=model,
-        reward_funcs=build_rewards(empo_args, training_args.num_generations, clusterer),
+        reward_funcs=rewards,
         args=training_args,
         train_dataset=dataset,
         processing_class=tokenizer,

@@ -29,13 +29,15 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from empo.configs import STOPPING_MODES
+
 logger = logging.getLogger("empo")
 
 ENTROPY, MAJORITY, NO_ANSWER, LENGTH = ("empo/entropy_mean", "empo/majority_ratio_mean", "empo/no_answer_rate",
                                         "completions/mean_length")
 NO_ANSWER_RISE = 0.2   # no-answer rate up by this much (absolute) against the start: answers are vanishing
 LENGTH_DROP = 0.5      # mean completion length at or below this share of the start: reasoning is collapsing
-MODES = ("mark", "stop", "off")
+MODES = STOPPING_MODES  # declared with the recipe's settings (empo.configs)
 
 
 @dataclass(frozen=True)

@@ -52,22 +52,34 @@ from trl import GRPOTrainer
 from empo.clustering.entropy import keep_group
 from empo.clustering.groups import BatchGroups, gather_groups
 from empo.io import JsonlAppender
+from empo.rewards.contract import completion_text, guard, traits
 from empo.training.filter import FILTER_NORMALISATION
 from empo.training.pseudo_labels import sign_disagreement
-from empo.training.rewards import completion_text
 
 
 class EmpoTrainer(GRPOTrainer):
     def __init__(self, *args, empo_args=None, clusterer=None, **kwargs):
+        import inspect
+
         from empo.clustering.math_clusters import clusterer_from_args
         from empo.configs import EmpoArguments
         from empo.recipe import validate
 
+        # GRPOTrainer's positional parameters by name, so what follows reads them however the caller passed them
+        names = [n for n in inspect.signature(GRPOTrainer.__init__).parameters if n != "self"]
+        kwargs.update(zip(names, args))
+        rewards = kwargs.get("reward_funcs")
+        rewards = rewards if isinstance(rewards, list) else [rewards] if rewards is not None else []
+        # what the rewards are called with (empo.rewards.contract): a label-free reward never receives gold columns
+        kwargs["reward_funcs"] = [guard(f) for f in rewards]
         self.empo_args = empo_args or EmpoArguments()
         training_args = kwargs.get("args")
-        validate(self.empo_args, training_args, check_machine=False)  # the recipe's checks, for direct callers too
+        validate(self.empo_args, training_args, check_machine=False,  # the recipe's checks, for direct callers too
+                 num_rewards=len(rewards))
         # the clusterer of the batch's groups (empo train gives the rewards the same object: a judge loads once)
         self._clusterer = clusterer or clusterer_from_args(self.empo_args)
+        self._token_statistics = sorted({s for f in rewards for s in traits(f).token_statistics})
+        self._generated = None  # this generation's prompt and completion ids (from _generate, for token statistics)
         self._batch: BatchGroups | None = None  # this generation batch's groups (built in _calculate_rewards)
         self._batch_rewards: torch.Tensor | None = None
         self._window_kept_tokens = 0
@@ -81,12 +93,9 @@ class EmpoTrainer(GRPOTrainer):
             from empo.training.vllm_sync import empo_vllm_generation
 
             with empo_vllm_generation(self.empo_args.vllm_enforce_eager):  # CPU-capable engine and weight sync
-                super().__init__(*args, **kwargs)
+                super().__init__(**kwargs)
         else:
-            super().__init__(*args, **kwargs)
-        for f in self.reward_funcs:  # rewards that need the policy's logits get the trainer
-            if hasattr(f, "bind_trainer"):
-                f.bind_trainer(self)
+            super().__init__(**kwargs)
         self._sample_log = JsonlAppender(f"{self.args.output_dir}/samples.jsonl") if self.accelerator.is_main_process \
             else None
         self._refill = None  # dynamic sampling's question stream for the rounds after the first
@@ -96,15 +105,72 @@ class EmpoTrainer(GRPOTrainer):
             self._refill = RefillSampler(len(self.train_dataset), seed=self.args.seed + 1)
 
     # --- hooks -------------------------------------------------------------------------------------------------
+    def _generate(self, prompts):
+        generated = super()._generate(prompts)
+        self._generated = (generated[0], generated[1])  # prompt and completion ids, read once by _calculate_rewards
+        return generated
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # The one group analysis of this generation batch: the group rewards score these groups (``empo_group``
         # reaches them as a column of TRL's reward call), the filter and the logs below read them.
         g = self.num_generations if self.model.training else self.num_generations_eval
         self._batch = gather_groups([completion_text(c) for c in completions], inputs, self._clusterer, g)
         inputs = [dict(x, empo_group=ref) for x, ref in zip(inputs, self._batch.local_refs())]
+        if self._token_statistics:  # some reward reads the policy's per-token values (empo.rewards.contract)
+            stats = self.token_statistics(completion_ids_list, self._token_statistics)
+            inputs = [dict(x, token_stats=st) for x, st in zip(inputs, stats)]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._batch_rewards = rewards_per_func  # already gathered over processes by TRL
         return rewards_per_func
+
+    def token_statistics(self, completion_ids_list, wanted) -> list:
+        """The hook that gives rewards the policy's per-token values (``token_stats``; :data:`empo.rewards.contract.
+        TOKEN_STATISTICS`): one :class:`~empo.rewards.contract.TokenStats` per completion of this process, computed
+        once per generation batch, without gradients, by the model that sampled it at TRL's sampling temperature.
+        ``logps`` and ``entropies`` are TRL's own (``_get_per_token_logps_and_entropies``, the function its loss
+        calls); ``self_certainty`` needs the whole next-token distribution, which TRL's fused head does not return, so
+        it comes from one more forward pass over the same ids. Rewards come before the loss (its advantages are made
+        from them), so no pass of the loss's can serve them."""
+        from trl.models.utils import disable_gradient_checkpointing
+        from trl.trainer.utils import pad
+
+        from empo.rewards.contract import TokenStats
+
+        if self._generated is None or self._generated[1] is not completion_ids_list:
+            raise RuntimeError("token statistics: the completion ids are not those of this generation (TRL's "
+                               "_generate ran for another batch, or not at all)")
+        prompt_ids, _ = self._generated
+        self._generated = None  # consumed: the next batch's statistics need the next generation
+        device, pad_id = self.accelerator.device, self._tokenizer.pad_token_id
+        rows = [torch.tensor(ids, dtype=torch.long) for ids in prompt_ids]
+        prompt = pad(rows, padding_value=pad_id, padding_side="left").to(device)
+        prompt_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="left").to(device)
+        rows = [torch.tensor(ids, dtype=torch.long) for ids in completion_ids_list]
+        completion = pad(rows, padding_value=pad_id, padding_side="right").to(device)
+        completion_mask = pad([torch.ones_like(r) for r in rows], padding_value=0, padding_side="right").to(device)
+        input_ids, mask = torch.cat([prompt, completion], 1), torch.cat([prompt_mask, completion_mask], 1)
+        keep, chunk = completion.size(1), self.args.per_device_train_batch_size
+        values = {}
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            if {"logps", "entropies"} & set(wanted):
+                values["logps"], values["entropies"], _ = self._get_per_token_logps_and_entropies(
+                    self.model, input_ids, mask, keep, batch_size=chunk, compute_entropy="entropies" in wanted)
+            if "self_certainty" in wanted:
+                values["self_certainty"] = self._self_certainty(input_ids, mask, keep, chunk)
+        lengths = [len(ids) for ids in completion_ids_list]
+        return [TokenStats(**{k: v[i, :n].float().cpu() for k, v in values.items() if k in wanted})
+                for i, n in enumerate(lengths)]
+
+    def _self_certainty(self, input_ids, mask, keep: int, chunk: int) -> torch.Tensor:
+        """KL(uniform || p) at each completion position, p at TRL's sampling temperature: -log V - mean_v log p_v."""
+        out = []
+        for start in range(0, input_ids.size(0), chunk):
+            ids, m = input_ids[start:start + chunk], mask[start:start + chunk]
+            with self.accelerator.autocast():
+                logits = self.model(input_ids=ids, attention_mask=m).logits[:, -keep - 1:-1]
+            logp = torch.log_softmax(logits.float() / self.temperature, dim=-1)
+            out.append(-math.log(logp.shape[-1]) - logp.mean(dim=-1))
+        return torch.cat(out)
 
     def _generate_and_score_completions(self, inputs):
         if self.model.training and self.empo_args.dynamic_sampling:

@@ -16,7 +16,7 @@ from empo.configs import EmpoArguments  # noqa: E402
 from empo.distributed import gather_list, world  # noqa: E402
 from empo.model import load_model, load_tokenizer  # noqa: E402
 from empo.prompts import PRESETS, build_messages  # noqa: E402
-from empo.training.rewards import build_reward  # noqa: E402
+from empo.rewards import build_reward  # noqa: E402
 
 QUESTIONS = [list(SCRIPT)[i] for i in (1, 0, 2)]  # kept, dropped, kept: 12 completions
 

@@ -61,7 +61,7 @@ def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_d
     from empo.configs import EmpoArguments
     from empo.model import load_model, load_tokenizer
     from empo.prompts import PRESETS, build_messages
-    from empo.training.rewards import build_reward
+    from empo.rewards import build_reward
 
     empo_kw = {k: overrides.pop(k) for k in list(overrides) if k in EmpoArguments.__dataclass_fields__}
     config = dict(output_dir=str(tmp_path / "out"), num_generations=G, per_device_train_batch_size=per_device,
@@ -71,7 +71,8 @@ def make_trainer(tmp_path, tiny, questions, rewards=("empo",), golds=None, per_d
     golds = golds or ["0"] * len(questions)
     ds = datasets.Dataset.from_list([{"id": str(i), "prompt": build_messages(q, PRESETS["qwen-math"]), "answer": a}
                                      for i, (q, a) in enumerate(zip(questions, golds))])
-    return ScriptedTrainer(model=load_model(tiny, dtype=dtype), reward_funcs=[build_reward(r, G) for r in rewards],
+    rewards = [build_reward(r, G) if isinstance(r, str) else r for r in rewards]  # names, or reward callables
+    return ScriptedTrainer(model=load_model(tiny, dtype=dtype), reward_funcs=rewards,
                            args=GRPOConfig(**config), train_dataset=ds, processing_class=load_tokenizer(tiny),
                            peft_config=peft_config, callbacks=callbacks, empo_args=EmpoArguments(**empo_kw))
 

@@ -33,7 +33,7 @@ from trl import GRPOConfig  # noqa: E402
 from empo.configs import EmpoArguments  # noqa: E402
 from empo.model import load_model, load_tokenizer  # noqa: E402
 from empo.prompts import PRESETS, build_messages  # noqa: E402
-from empo.training.rewards import build_reward  # noqa: E402
+from empo.rewards import build_reward  # noqa: E402
 
 
 def base_optimizer(trainer):

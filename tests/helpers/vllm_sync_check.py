@@ -20,8 +20,8 @@ def main(out_path: str) -> None:
     from empo.configs import EmpoArguments
     from empo.model import DEFAULT_MODEL, load_model, load_tokenizer, set_threads
     from empo.prompts import build_messages, get_prompt_config
+    from empo.rewards import build_reward
     from empo.rollout.hf import prompt_token_ids
-    from empo.training.rewards import build_reward
     from empo.training.trainer import EmpoTrainer
 
     set_threads(None)
