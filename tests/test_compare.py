@@ -286,3 +286,22 @@ def test_methods_name_which_groups_train_and_free_form_runs_have_no_math_diagnos
     math_run = load_run(make_run(tmp_path / "m", "empo", 0, 0.5))
     free_run = load_run(make_run(tmp_path / "f", "empo", 0, 0.5, empo_settings={"clustering": "entailment"}))
     assert training_diagnostics(math_run) is not None and training_diagnostics(free_run) is None
+
+
+def test_a_sweep_method_names_a_reward_file_with_its_options(tmp_path):
+    from empo.compare.runs import method_name
+    from empo.recipe import load_recipe
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "rewards" / "concise_consensus.py"
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("recipe: recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml\n"
+                    f"output_root: {tmp_path}\nseeds: [0]\n"
+                    f"methods: [empo, {{name: concise, reward_funcs: ['{example}:concise_consensus'], "
+                    "overrides: {reward_options: {concise_consensus: {target_tokens: 24}}}}]\n")
+    sweep = Sweep.from_yaml(spec)
+    cmd = sweep.train_command(sweep.arms()[1], 0)
+    recipe = load_recipe(cmd[cmd.index("--config") + 1], cmd[cmd.index("--config") + 2:])  # as empo train reads it
+    assert recipe.empo.reward_funcs == [f"{example}:concise_consensus"]
+    record = {"empo": {"reward_funcs": recipe.empo.reward_funcs, "reward_options": recipe.empo.reward_options},
+              "training": {}}
+    assert method_name(record) == "concise_consensus{concise_consensus.target_tokens=24}"

@@ -249,3 +249,21 @@ def test_the_slurm_script_forwards_the_warning_and_requeues_a_preempted_run(tmp_
         assert proc.wait(timeout=60) == 0
         assert (out / "preempted.json").exists() == preempt
         assert (log.read_text() if log.exists() else "") == ("requeue 42\n" if preempt else "")
+
+
+def test_a_reward_from_a_file_is_planned_with_its_token_statistics(capsys):
+    from empo.cli import main
+
+    example = ROOT / "examples" / "rewards" / "concise_consensus.py"
+    base = make_plan(str(ROOT / "recipes" / SMALL), Cluster(gpus_per_node=8))
+    assert main(["launch", str(ROOT / "recipes" / SMALL), "--gpus-per-node", "8", "--dry-run", "--json", "--",
+                 "--reward_funcs", "empo", "token_entropy", f"{example}:concise_consensus",
+                 "--reward_options", json.dumps({"concise_consensus": {"target_tokens": 256}})]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["rewards"][2] == f"concise_consensus (file {example}; label-free)"
+    assert plan["token_statistics"] == ["entropies"]
+    assert plan["step_seconds"]["training"] > base.step_seconds["training"]  # the rewards' extra forward pass
+    with pytest.raises(PlanError, match="has no option"):
+        make_plan(str(ROOT / "recipes" / SMALL), Cluster(gpus_per_node=8),
+                  overrides=["--reward_funcs", f"{example}:concise_consensus", "--reward_options",
+                             json.dumps({"concise_consensus": {"target": 1}})])

@@ -123,3 +123,21 @@ def test_the_vllm_extra_is_inside_the_range_trl_declares():
     spec = Requirement(extra[0]).specifier
     allowed = [v for v in spec.filter([f"0.{m}.{p}" for m in range(15, 40) for p in range(4)])]
     assert allowed and all(Version(low) <= Version(v) <= Version(high) for v in allowed), (str(spec), low, high)
+
+
+def test_the_recipe_layer_and_the_rewards_sit_below_training():
+    graph = _import_graph()
+
+    def reaches(module, seen=None):
+        seen = set() if seen is None else seen
+        for other in graph[module] - seen:
+            seen.add(other)
+            reaches(other, seen)
+        return seen
+
+    for module in ["empo.recipe", *(m for m in graph if m.startswith("empo.rewards"))]:
+        upward = sorted(m for m in reaches(module) if m.startswith("empo.training"))
+        # the one arrow left: the recipe check asks the filter's table of TRL's loss normalisations (a leaf module)
+        allowed = ["empo.training.filter"] if module == "empo.recipe" else []
+        assert upward == allowed, f"{module} reaches up into {upward}"
+    assert reaches("empo.training.filter") <= {"empo.errors"}

@@ -1,23 +1,14 @@
+"""The built-in rewards' formulas on fixed groups (the properties every reward must have: tests/test_reward_kit.py)."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from empo.rewards import build_reward
-from empo.rewards.builtin import BUILTIN as REWARDS
 
 
 def boxed(a):
     return "reasoning..." if a is None else f"so the answer is \\boxed{{{a}}}."
-
-
-class Untouchable(list):
-    """A gold column that fails the test if anything reads it."""
-
-    def _boom(self, *a, **k):
-        raise AssertionError("a label-free reward read the gold column")
-
-    __getitem__ = __iter__ = __len__ = __contains__ = __bool__ = _boom
 
 
 def call(name, answers, g, **kw):
@@ -62,15 +53,6 @@ def test_random_is_seeded_bernoulli_and_ignores_content():
     assert f(prompts=["q"] * 400, completions=comps) != a  # later calls draw afresh
 
 
-@pytest.mark.parametrize("name", ["empo", "majority_vote", "format", "random"])
-def test_label_free_rewards_never_read_gold(name):
-    comps = [boxed(a) for a in ["1", "1", "2", None]]
-    out = build_reward(name, 4)(prompts=["q"] * 4, completions=comps, answer=Untouchable(["1"] * 4),
-                                gold=Untouchable(["1"] * 4), solution=Untouchable(["1"] * 4))
-    assert len(out) == 4
-    assert REWARDS[name].label_free
-
-
 def test_batch_must_be_whole_groups():
     with pytest.raises(ValueError, match="not a whole number of groups of num_generations=4"):
         call("empo", ["1"] * 6, 4)
@@ -105,3 +87,65 @@ def test_degenerate_empty_answers_cannot_win():
     # three "answers" that normalise to nothing agree with each other, but they are no answers
     assert call("empo", ["\\,", "\\,", " ", "5"], 4) == [0.0, 0.0, 0.0, 0.25]
     assert call("majority_vote", ["\\,", "\\,", "\\!", "5"], 4) == [0, 0, 0, 1]
+
+
+# --- the field's rewards: each formula on a hand-computed group -----------------------------------------------------
+def stats(*entropies):
+    import torch
+
+    from empo.rewards import TokenStats
+
+    return [TokenStats(entropies=torch.tensor(e, dtype=torch.float32)) for e in entropies]
+
+
+def test_token_entropy_is_minus_the_mean_token_entropy_and_unboxed_gets_the_base():
+    comps = [boxed(1), boxed(2), boxed(None), ""]
+    r = build_reward("token_entropy", 4)(prompts=["q"] * 4, completions=comps,
+                                        token_stats=stats([1.0, 3.0], [0.5], [0.1, 0.1], []))
+    assert r == [-2.0, -0.5, -7.0, -7.0]  # RENT's main command: no boxed answer scores as entropy 7
+    r = build_reward("token_entropy", 4, no_answer_entropy=None)(prompts=["q"] * 4, completions=comps,
+                                                                 token_stats=stats([1.0, 3.0], [0.5], [0.1, 0.1], []))
+    assert r[2] == pytest.approx(-0.1) and r[3] is None  # off: the entropy counts; an empty completion: no opinion
+
+
+def test_negative_labels_positive_majority_and_rare_uncertain_negatives():
+    # G = 8: "2" x5 (p .625, a clear top: margin .625 - .125 > .15), "3" once with high entropy (rare and uncertain:
+    # negative), "4" once with low entropy (rare but confident: neither), one without an answer
+    answers = ["2", "2", "2", "2", "2", "3", "4", None]
+    ent = [[1.0]] * 5 + [[5.0], [0.1], [1.0]]
+    comps = [boxed(a) for a in answers]
+    r = build_reward("negative_labels", 8)(prompts=["q"] * 8, completions=comps, token_stats=stats(*ent))
+    assert r == [1.0] * 5 + [-1.0, 0.0, -1.0]
+    # continuous (the paper's run script): a+ p_a - lambda (H_a - H), -a- (tau_low - p_a) - lambda (H_a - H)
+    r = build_reward("negative_labels", 8, mode="continuous")(prompts=["q"] * 8, completions=comps,
+                                                             token_stats=stats(*ent))
+    mean = (5 * 1.0 + 5.0 + 0.1 + 1.0) / 8
+    assert r[0] == pytest.approx(0.625 - 0.1 * (1.0 - mean))
+    assert r[5] == pytest.approx(-(0.15 - 0.125) - 0.1 * (5.0 - mean))
+    assert r[6] == pytest.approx(-0.1 * (0.1 - mean)) and r[7] == -1.0
+    # no clear top (a tie): no positive label at all
+    tie = [boxed(a) for a in ["2", "2", "2", "3", "3", "3", "4", "5"]]
+    r = build_reward("negative_labels", 8)(prompts=["q"] * 8, completions=tie, token_stats=stats(*[[1.0]] * 8))
+    assert max(r) <= 0.0
+
+
+def test_novelty_majority_in_upper_band_minority_in_lower_band():
+    from empo.clustering.groups import analyse_group
+    from empo.rewards.novelty import NoveltyReward
+
+    reward = NoveltyReward(6)
+    group = analyse_group(["2", "2", "2", "3", "3", None])
+    e = [[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [1.0, 0.0]]  # unit vectors
+    r = reward.score_group(group, e)
+    assert r[5] == -1.0  # no answer
+    assert all(0.5 <= x <= 1.0 for x in r[:3]) and all(-1.0 <= x <= -0.5 for x in r[3:5])
+    # u_i = 1 - (0.5 mean over own class + 0.5 max over all others); min-max within the class
+    sim = lambda a, b: max(0.0, a[0] * b[0] + a[1] * b[1])  # noqa: E731
+    u = [1 - (0.5 * sum(sim(e[i], e[j]) for j in own if j != i) / (len(own) - 1)
+              + 0.5 * max(sim(e[i], e[j]) for j in range(5) if j != i))
+         for i, own in [(0, [0, 1, 2]), (1, [0, 1, 2]), (2, [0, 1, 2]), (3, [3, 4]), (4, [3, 4])]]
+    lo, hi = min(u[:3]), max(u[:3])
+    assert r[:3] == pytest.approx([0.5 + 0.5 * (x - lo) / (hi - lo) for x in u[:3]])
+    assert r[3:5] == pytest.approx([-1.0 + 0.5 * (x - min(u[3:])) / (max(u[3:]) - min(u[3:])) for x in u[3:]])
+    lone = reward.score_group(analyse_group(["2", "2", "2", "2", "2", "3"]), e)
+    assert lone[5] == -0.5  # a lone minority member: the top of its band

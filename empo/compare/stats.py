@@ -16,8 +16,9 @@ from empo.evaluation.evaluate import group_samples, maj_scores
 CONTROLS = ("random", "format")
 
 
-#: the other label-free rewards every EMPO method is also measured against (TTRL's and Intuitor's)
-RIVALS = ("majority_vote", "self_certainty")
+#: the other label-free rewards every EMPO method is also measured against: TTRL's, Intuitor's, and the field's that
+#: empo ships (RENT, EVOL-RL, SCRL; empo.rewards)
+RIVALS = ("majority_vote", "self_certainty", "token_entropy", "novelty", "negative_labels")
 
 
 GOLD = "gold_accuracy"

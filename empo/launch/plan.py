@@ -182,6 +182,8 @@ class Plan:
     gpu_hours: float | None = None
     assumptions: list[str] = field(default_factory=list)
     cluster: Cluster = field(default_factory=Cluster)
+    rewards: list[str] = field(default_factory=list)  # "name (origin; label-free|supervised)", one per reward_funcs
+    token_statistics: tuple[str, ...] = ()  # what the rewards read of the policy per token (empo.rewards.contract)
 
     @property
     def total_gpus(self) -> int:
@@ -222,6 +224,7 @@ class Plan:
                                    "resident": mm.resident, "phases": mm.phases},
             "vllm_memory_gib": self.vllm_memory, "generation_waves": self.generation_waves,
             "step_seconds": self.step_seconds, "gpu_hours": self.gpu_hours, "disk_gb": self.disk_gb,
+            "rewards": self.rewards, "token_statistics": list(self.token_statistics),
             "assumptions": self.assumptions,
         }
 
@@ -246,6 +249,7 @@ class Plan:
                 f"  per step         {self.completions_per_step} completions = {self.prompts_per_step} prompts x "
                 f"G={self.num_generations} ({self.per_device_batch} per device x {lo.trainers} x "
                 f"{self.grad_accum} accumulation); G divides it",
+                f"  rewards          {'; '.join(self.rewards)}",
                 f"  generation       {self.generation_batch} completions per rollout = "
                 f"{self.optimizer_steps_per_generation:g} optimizer step(s)",
                 f"  completion tokens {self.completion_tokens_per_step:,} per step at most "
@@ -438,6 +442,7 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
                 max_completion_length=args.max_completion_length, max_model_length=max_len, cluster=cluster,
                 vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization if args.use_vllm else None,
                 output_dir=args.output_dir, save_steps=args.save_steps)
+    _rewards(plan, recipe)
     _memory(plan, shape, args, model_args, shape_file)
     _time(plan, shape, args)
     _disk(plan, args, empo_args)
@@ -545,6 +550,11 @@ def _time(plan: Plan, shape: ModelShape, args) -> None:
     per_token += 2 * P if args.gradient_checkpointing else 0
     old_logps = bool(args.use_vllm and args.vllm_importance_sampling_correction)
     per_token += 2 * P if old_logps else 0
+    # rewards that read the policy's token statistics: one more no-grad forward (TRL's head), and one with the whole
+    # vocabulary's logits for self_certainty (EmpoTrainer.token_statistics)
+    wanted = set(plan.token_statistics)
+    stat_passes = bool({"logps", "entropies"} & wanted) + ("self_certainty" in wanted)
+    per_token += 2 * P * stat_passes
     train_s = tokens * per_token / (lo.trainers * c.peak_tflops * 1e12 * c.train_mfu)
     gen_gpus = lo.server_gpus if lo.vllm_mode == "server" else lo.trainers
     gen_tokens = plan.completions_per_step * mean_completion
@@ -574,7 +584,8 @@ def _time(plan: Plan, shape: ModelShape, args) -> None:
         f"training at {c.train_mfu:.0%} of {c.peak_tflops:g} TFLOPS per GPU; "
         f"{per_token / P:.0f} x params FLOPs per token (forward, backward"
         + (", recompute" if args.gradient_checkpointing else "")
-        + (", old log-probs for vLLM importance sampling" if old_logps else "") + ")",
+        + (", old log-probs for vLLM importance sampling" if old_logps else "")
+        + (f", {stat_passes} forward pass(es) for the rewards' token statistics" if stat_passes else "") + ")",
         f"generation at {c.generation_mfu:.0%} of peak on {gen_gpus} GPU(s), and no faster than {waves} wave(s) x "
         f"max_completion_length x {c.decode_step_s * 1000:g} ms per decode step per rollout (the longest completion "
         "sets the pace; a wave is as many sequences as one vLLM instance's KV cache holds at once)",
@@ -583,6 +594,16 @@ def _time(plan: Plan, shape: ModelShape, args) -> None:
         "generation and training do not overlap (TRL generates, then trains); evaluation and checkpoint saving "
         "are not counted",
     ]
+
+
+def _rewards(plan: Plan, recipe) -> None:
+    """The recipe's rewards as the registry finds them (empo.rewards.registry), and the token statistics they read."""
+    from empo.rewards.registry import check_rewards
+
+    sources = check_rewards(recipe.empo.reward_funcs, recipe.empo.reward_options, (recipe.path.parent,))
+    plan.rewards = [f"{s.name} ({s.origin}; {'label-free' if s.traits.label_free else 'supervised'})"
+                    for s in sources]
+    plan.token_statistics = tuple(sorted({t for s in sources for t in s.traits.token_statistics}))
 
 
 def _disk(plan: Plan, args, empo_args) -> None:

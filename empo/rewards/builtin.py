@@ -15,8 +15,9 @@ across processes is scored whole (a global batch that is not a whole number of g
   every tied largest cluster gets 1 (a rule that does not depend on sample order); no answer gets 0.
 - ``gold_accuracy``: 1 if the answer is equivalent to the row's gold answer, else 0 (``label_free = False``).
 - ``format``: 1 if the completion has a boxed answer.
-- ``random``: Bernoulli(p) from a generator keyed by (seed, process, step, call), independent of content (the
-  Spurious-Rewards control; ``order_dependent``: its draws belong to positions, not completions). ``seed``: the run's.
+- ``random``: Bernoulli(p) from a generator keyed by (seed, step, call) over the global batch, independent of content
+  (the Spurious-Rewards control; ``order_dependent``: its draws belong to positions, not completions). ``seed``: the
+  run's.
 - ``self_certainty`` (Intuitor, arXiv 2505.19590): the mean over the completion's tokens of KL(uniform || p_policy),
   from the trainer's ``self_certainty`` token statistic.
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 from empo.clustering.groups import GroupAnalysis, GroupRef, gather_groups
 from empo.clustering.math_clusters import MathClusterer
-from empo.distributed import gather_list, world
+from empo.distributed import gather_list
 from empo.errors import ConfigError
 from empo.grading.answers import is_equivalent
 from empo.grading.extract import extract_answer
@@ -129,9 +130,10 @@ class FormatReward(GroupedReward):
 
 
 class RandomReward(GroupedReward):
-    """Bernoulli(p) per completion from a generator seeded by (seed, process, training step, call within the step), so
-    a resumed run draws what the uninterrupted one drew (outside a trainer: by call count). ``seed``: the run's
-    ``seed`` unless the recipe's ``reward_options`` set one."""
+    """Bernoulli(p) per completion of the global batch, from a generator keyed by (seed, training step, call within the
+    step): a resumed run draws what the uninterrupted one drew (outside a trainer: by call count), and a batch split
+    over processes draws what one process would (each takes its slice). ``seed``: the run's ``seed`` unless the
+    recipe's ``reward_options`` set one."""
 
     name = "random"
     order_dependent = True  # a draw belongs to a position of the batch, whatever completion sits there
@@ -144,14 +146,16 @@ class RandomReward(GroupedReward):
         self._step: int | None = None
 
     def __call__(self, prompts, completions, trainer_state=None, **kwargs):
-        rank, _ = world()
         step = None if trainer_state is None else trainer_state.global_step
         if step != self._step:  # a new step (or a resumed run): count calls from 0 within it
             self._step, self._calls = step, 0
-        key = [self.seed, rank, self._calls] if step is None else [self.seed, rank, step, self._calls]
-        rng = np.random.default_rng(key)
+        # the 0 where the process rank was: one process draws as it always did
+        key = [self.seed, 0, self._calls] if step is None else [self.seed, 0, step, self._calls]
         self._calls += 1
-        return [float(x) for x in (rng.random(len(completions)) < self.p)]
+        counts, rank = gather_list([len(completions)])  # this process's slice of the global batch
+        start = sum(counts[:rank])
+        draws = np.random.default_rng(key).random(sum(counts))[start:start + len(completions)]
+        return [float(x) for x in (draws < self.p)]
 
 
 class GoldAccuracyReward(GroupedReward):

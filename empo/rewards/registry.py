@@ -135,8 +135,8 @@ def shipped() -> dict[str, tuple[object, str]]:
     from empo.rewards.token_entropy import TokenEntropyReward
 
     FIELD = {c.name: c for c in (TokenEntropyReward, NoveltyReward, NegativeLabelsReward)}
-    return {**{n: (c, "empo (built-in)") for n, c in BUILTIN.items()},
-            **{n: (c, f"empo (field: {c.paper})") for n, c in FIELD.items()}}
+    return {**{n: (c, "built-in") for n, c in BUILTIN.items()},
+            **{n: (c, f"built-in, the field's: {c.paper}") for n, c in FIELD.items()}}
 
 
 def entry_points() -> dict[str, object]:
