@@ -86,3 +86,52 @@ def test_metrics_jsonl_with_the_sampling_share(tmp_path):
     JsonlMetricsCallback().on_log(args, state, TrainerControl(), logs={"step_time": 4.0, "empo/sampling_seconds": 3.0})
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["reward"] == 0.5 and rows[1]["empo/sampling_share"] == 0.75
+
+
+def drive(tmp_path, rows, resume_at: int = 0, mode: str = "mark"):
+    """The callback over ``rows`` as a run logs them (metrics.jsonl too), resumed at ``resume_at`` by a new callback
+    that starts from the log cut back there, as empo train does; returns (the last callback, stopping.json)."""
+    from empo.training.run import cut_logs
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    metrics = JsonlMetricsCallback()
+    state, control = TrainerState(), TrainerControl()
+    callback = StoppingCallback(mode, RULE)
+    callback.on_train_begin(args, state, control)
+    for row in rows:
+        if resume_at and row["step"] == resume_at + 1:  # killed after step resume_at: a new process resumes there
+            cut_logs(tmp_path, resume_at)
+            state, control = TrainerState(global_step=resume_at), TrainerControl()
+            callback = StoppingCallback(mode, RULE)
+            callback.on_train_begin(args, state, control)
+        state.global_step = row["step"]
+        logs = {k: v for k, v in row.items() if k != "step"}
+        metrics.on_log(args, state, control, logs=logs)
+        callback.on_log(args, state, control, logs=logs)
+        if control.should_training_stop:
+            break
+    marked = tmp_path / "stopping.json"
+    return callback, (marked.read_text() if marked.exists() else None)
+
+
+@pytest.mark.parametrize("resume_at", [2, 6, 8, 10])
+def test_a_resumed_run_fires_where_the_uninterrupted_one_fires(tmp_path, resume_at):
+    # trailing means of 3 from step 3: 1.2 1.17 1.1 1.0 0.9 0.73 0.57 0.4: <= 0.6 from step 9, so the rule fires at
+    # step 10 (the turn at 9) uninterrupted; a resumed rule that took its start from the resumed steps never fired
+    rows = curve([1.2, 1.2, 1.2, 1.1, 1.0, 0.9, 0.8, 0.5, 0.4, 0.3, 0.2, 0.2])
+    whole, record = drive(tmp_path / "whole", rows)
+    assert (whole.turn.step, whole.turn.fired_at) == (9, 10)
+    resumed, again = drive(tmp_path / "resumed", rows, resume_at=resume_at)
+    assert resumed.turn == whole.turn and again.replace("resumed", "whole") == record
+
+
+def test_a_run_the_rule_stopped_is_not_trained_again(tmp_path):
+    from empo.training.stopping import stopped_run
+
+    rows = curve([1.2, 1.2, 1.2, 1.1, 1.0, 0.9, 0.8, 0.5, 0.4, 0.3, 0.2, 0.2])
+    callback, record = drive(tmp_path, rows, mode="stop")
+    assert callback.turn.fired_at == 10 and json.loads(record)["mode"] == "stop"
+    assert stopped_run(tmp_path, "stop") is None  # no final model yet: a kill before the end resumes and trains
+    (tmp_path / "adapter_config.json").write_text("{}")
+    assert stopped_run(tmp_path, "stop")["fired_at"] == 10
+    assert stopped_run(tmp_path, "mark") is None  # a rerun in mark mode trains on

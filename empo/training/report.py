@@ -14,6 +14,8 @@ from pathlib import Path
 from transformers.trainer_callback import ProgressCallback
 
 from empo.io import read_jsonl
+from empo.training.checkpoints import step_of
+from empo.training.stopping import read_record
 
 #: metrics.jsonl key -> (short name on the progress bar and in the summary, format)
 FIGURES = {
@@ -80,6 +82,7 @@ def summarize_run(output_dir: str | Path, first_step: int, wall_seconds: float, 
         "start": {k: _mean(start, k) for k in FIGURES}, "end": {k: _mean(end, k) for k in FIGURES},
         "wall_seconds": wall_seconds, "seconds_per_step": wall_seconds / steps if steps else None,
         "adapter": (out / "adapter_model.safetensors").exists(),
+        "stopping": read_record(out),
     }
 
 
@@ -124,6 +127,12 @@ def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math")
                       "  the model's own majority answer, which lifts them more than held-out greedy accuracy (the "
                       "default run's",
                       "  held-out figures: eval/results/cpu_default_run.md); the eval under 'next' measures the latter"]
+    turn = s.get("stopping")
+    if turn:
+        lines.append(f"  label-free stopping: the run turned at step {turn['step']} (fired at {turn['fired_at']}: "
+                     f"{turn['reason']}); chosen checkpoint: {turn['checkpoint'] or 'the starting model'}"
+                     + ("; training stopped there" if turn.get("mode") == "stop" else "")
+                     + f" ({out}/stopping.json)")
     if s.get("preempted"):
         lines.append(f"  saved: {s['checkpoint'] or 'no checkpoint yet'} (resume from step {s['last_step']}); the same "
                      f"command resumes from it; {out}/preempted.json says so for a scheduler's requeue")
@@ -143,26 +152,44 @@ def format_summary(s: dict, prompt: str, dataset: str, clustering: str = "math")
     return "\n".join(lines)
 
 
+#: steps in the trailing mean drawn over each curve (a step sees 2-4 questions: the raw values saw-tooth)
+SMOOTHING = 5
+
+
 def plot_training_curves(metrics_path: str | Path, out: str | Path, title: str = "") -> Path:
-    """One PNG of a run's curves: reward, entropy, kept fraction, majority ratio, accuracies, length."""
+    """One PNG of a run's curves: reward, entropy, kept fraction, majority ratio, accuracies, length -- each step's
+    value faint, its trailing mean over ``SMOOTHING`` steps drawn over it; label-free stopping's turn and the
+    checkpoint it chose (``stopping.json`` beside the metrics) marked on every panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = step_rows(Path(metrics_path))
+    turn = read_record(Path(metrics_path).parent)
+    chosen = step_of(turn["checkpoint"]) if turn and turn.get("checkpoint") else None
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
     for ax, (keys, panel) in zip(axes.flat, PANELS):
         for key in (keys if isinstance(keys, tuple) else (keys,)):
             pts = [(r["step"], float(r[key])) for r in rows if r.get(key) is not None]
             if pts:
-                ax.plot(*zip(*pts), marker=".", label=key.split("/")[-1])
+                steps, values = zip(*pts)
+                line, = ax.plot(steps, values, marker=".", alpha=0.3, linewidth=0.8)
+                smooth = [sum(values[max(0, i - SMOOTHING + 1):i + 1]) / len(values[max(0, i - SMOOTHING + 1):i + 1])
+                          for i in range(len(values))]
+                ax.plot(steps, smooth, color=line.get_color(), label=key.split("/")[-1])
+        if turn:
+            ax.axvline(turn["step"], color="crimson", linestyle="--", linewidth=1,
+                       label="stopping: turn" if ax is axes.flat[0] else None)
+            if chosen is not None:
+                ax.axvline(chosen, color="seagreen", linestyle=":", linewidth=1.2,
+                           label="chosen checkpoint" if ax is axes.flat[0] else None)
         ax.set_title(panel)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        if isinstance(keys, tuple):
-            ax.legend()
-    fig.suptitle(title)
+        if isinstance(keys, tuple) or (turn and ax is axes.flat[0]):
+            ax.legend(fontsize=8)
+    fig.suptitle(title + (f"  (mean over {SMOOTHING} steps; faint: each step)" if rows else ""))
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

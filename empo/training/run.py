@@ -47,12 +47,17 @@ def claim_run_directory(empo_args, training_args, model_args) -> tuple:
     run resumes, before any model loads: the newest complete checkpoint (``empo.training.checkpoints``; incomplete
     ones are set aside, named on stderr), with both logs cut back to it, so each step is logged once.
 
+    A run that label-free stopping ended (``stopping: stop``, its final model saved) is left as it is: it has nothing
+    left to train (empo.training.stopping.stopped_run).
+
     Under torchrun/accelerate only rank 0 locks, writes and moves; the other ranks read, after it.
-    Returns (the lock, held for the life of the process; the checkpoint to resume from, or None).
+    Returns (the lock, held for the life of the process; the checkpoint to resume from, or None; the stopping record
+    of a run that already stopped, or None).
     """
     from empo.io import DirectoryLock, is_main_launcher_process
     from empo.training import checkpoints
     from empo.training.run_dir import check_run_directory, prepare_run_directory, run_record
+    from empo.training.stopping import stopped_run
 
     out = Path(training_args.output_dir)
     record = run_record(empo_args, training_args, model_args)
@@ -64,6 +69,9 @@ def claim_run_directory(empo_args, training_args, model_args) -> tuple:
                 moved = prepare_run_directory(out, record, restart=empo_args.restart)
                 if moved is not None:
                     print(f"[empo] restart: moved the previous run in {out} to {moved}", file=sys.stderr)
+                stopped = stopped_run(out, empo_args.stopping)
+                if stopped is not None:  # nothing to resume, nothing to cut
+                    return lock, None, stopped
                 checkpoint, set_aside = checkpoints.resume_point(out)
                 for folder, dest in set_aside:
                     print(f"[empo] {folder.name} is incomplete (a save was interrupted): set aside in {dest}",
@@ -76,10 +84,13 @@ def claim_run_directory(empo_args, training_args, model_args) -> tuple:
         else:
             if not empo_args.restart:
                 check_run_directory(out, record)
+            stopped = stopped_run(out, empo_args.stopping)
+            if stopped is not None:
+                return lock, None, stopped
             checkpoint = checkpoints.last_complete(out)
     if training_args.resume_from_checkpoint:  # an explicit choice wins
         checkpoint = Path(training_args.resume_from_checkpoint)
-    return lock, checkpoint
+    return lock, checkpoint, None
 
 
 def cut_logs(out: Path, step: int) -> None:
@@ -103,6 +114,7 @@ def train(recipe, callbacks=()) -> int:
     from trl import get_peft_config
 
     from empo.clustering.math_clusters import clusterer_from_args, set_limits
+    from empo.io import is_main_launcher_process
     from empo.model import check_model_spec, load_model, load_tokenizer, set_threads
     from empo.training.callbacks import JsonlMetricsCallback
     from empo.training.preemption import Preemption, PreemptionCallback
@@ -117,7 +129,14 @@ def train(recipe, callbacks=()) -> int:
     dataset = build_dataset(empo_args)
     if empo_args.answer_field is None:
         dataset = dataset.remove_columns("answer")
-    lock, checkpoint = claim_run_directory(empo_args, training_args, model_args)  # noqa: F841 - lock held until exit
+    lock, checkpoint, stopped = claim_run_directory(empo_args, training_args, model_args)  # noqa: F841 - lock held
+    if stopped is not None:
+        if is_main_launcher_process():
+            print(f"[empo] {training_args.output_dir} already stopped: label-free stopping ended it at step "
+                  f"{stopped['fired_at']} (the turn at step {stopped['step']}: {stopped['reason']}; chosen checkpoint: "
+                  f"{stopped['checkpoint'] or 'the starting model'}). Nothing to train; its final model is in "
+                  f"{training_args.output_dir} (--restart starts it afresh)", flush=True)
+        return 0
     clusterer = clusterer_from_args(empo_args)
     rewards = build_rewards(empo_args, training_args, clusterer, base_dirs=(recipe.path.parent,))  # before the model
     tokenizer = load_tokenizer(model_args.model_name_or_path)

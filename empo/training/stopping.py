@@ -107,6 +107,12 @@ class StoppingCallback(TrainerCallback):
     """Applies :func:`find_turn` at every logging step (every process sees the same metrics, so every process takes
     the same decision); at the first firing, says so, writes ``stopping.json`` and, in ``stop`` mode, ends training.
 
+    A resumed run takes up what the run had seen and decided: the rule's rows are the run's ``metrics.jsonl`` up to the
+    step it resumes from (the log is cut back to it first, empo.training.run.cut_logs), so it fires at the step the
+    uninterrupted run fires at; a turn already recorded in ``stopping.json`` at or before that step is the run's turn
+    (it does not fire again), and a later one -- from steps the resume trains again -- is set aside to be found anew.
+    (A run that the rule ended in ``stop`` mode is not trained again at all: :func:`stopped_run`.)
+
     From the firing on, the chosen checkpoint is the trainer's ``best_model_checkpoint`` (unless a metric_for_best_model
     owns that), so ``save_total_limit`` rotation keeps it; a rotation before the firing may already have removed it
     (the choice is then the last checkpoint left at or before the turn): keep every checkpoint when the choice
@@ -116,6 +122,25 @@ class StoppingCallback(TrainerCallback):
         self.mode, self.rule = mode, rule
         self.rows: list[dict] = []
         self.turn: Turn | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import json
+
+        self.rows, self.turn = [], None
+        if self.mode == "off":
+            return
+        out = Path(args.output_dir)
+        metrics = out / "metrics.jsonl"
+        if state.global_step and metrics.is_file():
+            for line in metrics.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line) if line.strip() else {}
+                if ENTROPY in row and row.get("step", 0) <= state.global_step:
+                    self.rows.append(row)
+        record = read_record(out)
+        if record is not None and record["fired_at"] <= state.global_step:
+            self.turn = Turn(**{k: record[k] for k in ("step", "fired_at", "reason", "signals")})
+        elif record is not None and state.is_world_process_zero:  # from steps this run trains again: found anew
+            (out / RECORD).unlink()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.mode == "off" or self.turn is not None or not logs or ENTROPY not in logs:
@@ -133,7 +158,29 @@ class StoppingCallback(TrainerCallback):
         if state.is_world_process_zero:
             from empo.io import atomic_write_json
 
-            atomic_write_json(Path(args.output_dir) / "stopping.json",
+            atomic_write_json(Path(args.output_dir) / RECORD,
                               {**asdict(self.turn), "checkpoint": chosen, "mode": self.mode, "rule": asdict(self.rule)})
         if self.mode == "stop":
             control.should_training_stop = True
+
+
+RECORD = "stopping.json"
+
+
+def read_record(output_dir: str | Path) -> dict | None:
+    """The run's ``stopping.json``, or None."""
+    import json
+
+    path = Path(output_dir) / RECORD
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def stopped_run(output_dir: str | Path, mode: str) -> dict | None:
+    """The record of a run that the rule ended (``stop`` mode) and that saved its final model: run again with the same
+    command, it has nothing left to train. None otherwise."""
+    out = Path(output_dir)
+    record = read_record(out)
+    final = (out / "adapter_config.json").exists() or (out / "config.json").exists()
+    if mode == "stop" and record is not None and record.get("mode") == "stop" and final:
+        return record
+    return None
