@@ -330,8 +330,8 @@ def all_filtered(work: Path, built: dict, tiny: bool) -> dict:
     before = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
     moved = [k for k, v in trainer.model.state_dict().items() if not torch.equal(before[k], v)]
-    result = {"skipped_optimizer_steps": trainer._skipped_optimizer_steps, "tensors_moved": len(moved),
-              "ok": not moved and trainer._skipped_optimizer_steps == 2}
+    result = {"skipped_optimizer_steps": trainer.step_gate.skipped, "tensors_moved": len(moved),
+              "ok": not moved and trainer.step_gate.skipped == 2}
     del trainer, before
     _free()
     return result

@@ -63,13 +63,28 @@ def test_rounds_fill_the_batch_with_accepted_groups_only(tmp_path, tiny):
     assert rounds[:2] == [0, 0] and max(rounds) == m["empo/sampling_rounds"][0] - 1
 
 
+def test_the_step_metrics_are_those_of_the_groups_that_trained(tmp_path, tiny):
+    trainer = make_trainer(tmp_path / "d", tiny, ORDER, per_device=G * 2, **DYNAMIC)
+    alone = make_trainer(tmp_path / "a", tiny, KEPT, per_device=G * 2)  # the accepted groups, sampled alone
+    for t, questions in ((trainer, ORDER[:2]), (alone, KEPT)):
+        t.model.train()
+        t._generate_and_score_completions(generation_batch(t, questions))
+    m, ref = trainer._metrics["train"], alone._metrics["train"]
+    for key in ("completions/mean_length", "completions/max_length", "reward", "reward_std", "rewards/empo/mean",
+                "empo/entropy_mean", "empo/majority_ratio_mean", "empo/no_answer_rate", "empo/num_clusters_mean"):
+        assert m[key] == pytest.approx(ref[key]), key  # one value: the trained groups'
+    rounds = m["empo/sampling_rounds"][0]
+    assert len(m["sampled/completions/mean_length"]) == len(m["sampled/empo/entropy_mean"]) == rounds
+    assert m["sampled/empo/entropy_mean"][0] != pytest.approx(ref["empo/entropy_mean"][0])  # round 0: rejected groups
+
+
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo"])  # token- and sequence-normalised
 def test_a_full_batch_trains_like_the_accepted_groups_alone(tmp_path, tiny, loss_type):
     torch.set_num_threads(1)
     dynamic, trainer = lora_step_gradients(tmp_path / "d", tiny, ORDER, loss_type, per_device=G * 2, **DYNAMIC)
     alone, _ = lora_step_gradients(tmp_path / "a", tiny, KEPT, loss_type, per_device=G * 2)
     assert sorted(trained_ids(tmp_path / "d" / "out")) == ["2", "3"]
-    assert trainer._skipped_optimizer_steps == 0
+    assert trainer.step_gate.skipped == 0
     assert_same_gradients(dynamic, alone)
 
 
@@ -84,7 +99,7 @@ def test_a_short_batch_trains_on_what_it_has_or_skips(tmp_path, tiny):
                         dynamic_sampling_unfilled="skip")
     before = {k: v.clone() for k, v in skip.model.state_dict().items()}
     skip.train()
-    assert skip._skipped_optimizer_steps == 1
+    assert skip.step_gate.skipped == 1
     assert all(torch.equal(before[k], v) for k, v in skip.model.state_dict().items())
 
 

@@ -82,7 +82,7 @@ def test_all_filtered_batch_moves_no_weight_under_grpo(tmp_path, tiny):
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
-    assert trainer._skipped_optimizer_steps == 2
+    assert trainer.step_gate.skipped == 2
 
 
 @pytest.mark.parametrize("setting, named", [

@@ -64,3 +64,21 @@ def test_budget_does_not_bind_on_an_ordinary_group():
     ids = cluster_answers([r"\sqrt{7}", r"7^{1/2}", "w+1", "1+w", "3", "3.0"], timeout=5, group_budget=10)
     assert ids == [0, 0, 1, 1, 2, 2]
     assert GRADING.take() == {"groups_over_budget": 0, "math_timeouts": 0}
+
+
+def test_grading_against_gold_runs_under_the_group_budget(slow_worker):
+    from empo.clustering.groups import analyse_group
+    from empo.clustering.math_clusters import set_limits
+
+    answers = [r"\sqrt{7}", r"7^{1/2}", r"\sqrt{7}"] + [f"{SLOW}{{{k}}}+w" for k in range(5)]
+    set_limits(timeout=0.5, group_budget=2.0)
+    try:
+        group = analyse_group(answers)
+        GRADING.take()
+        t = time.monotonic()
+        samples, majority = group.grade(r"7^{\frac{1}{2}}")
+        elapsed = time.monotonic() - t
+    finally:
+        set_limits()
+    assert elapsed < 2.0 + pool._BUDGET_GRACE + 1.0, elapsed  # one budget for the group, not a timeout per answer
+    assert samples[:3] == [True, True, True] and not any(samples[3:]) and majority

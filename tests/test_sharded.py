@@ -55,18 +55,18 @@ def test_skip_is_decided_once_per_step_however_often_zero_calls_the_optimizer(tm
     for p in params:
         p.grad = torch.ones_like(p)
     before = [p.detach().clone() for p in params]
-    trainer._window_kept_tokens, trainer._step_decision = 10, None  # a window with kept tokens
+    trainer.step_gate.micro_step(10)  # a window with kept tokens
     zero_style_step()
     assert all(not torch.equal(b, p) for b, p in zip(before, params))  # both groups stepped
-    assert trainer._skipped_optimizer_steps == 0
+    assert trainer.step_gate.skipped == 0
 
     moved = [p.detach().clone() for p in params]
     state = {id(p): optimizer.state[p]["step"].clone() for p in params}
-    trainer._window_kept_tokens, trainer._step_decision = 0, None  # an all-filtered window
+    trainer.step_gate.micro_step(0)  # an all-filtered window
     zero_style_step()
     assert all(torch.equal(m, p) for m, p in zip(moved, params))  # no weight decay, no momentum
     assert all(torch.equal(optimizer.state[p]["step"], state[id(p)]) for p in params)
-    assert trainer._skipped_optimizer_steps == 1  # one skipped optimizer step, not one per group
+    assert trainer.step_gate.skipped == 1  # one skipped optimizer step, not one per group
 
 
 def test_a_step_outside_training_runs_so_fsdp2_resume_can_materialise_the_optimizer_state(tmp_path, tiny):
@@ -84,7 +84,7 @@ def test_a_step_outside_training_runs_so_fsdp2_resume_can_materialise_the_optimi
     saved = get_optimizer_state_dict(trainer.model, optimizer)  # runs _init_optim_state on the empty optimizer
     assert len(optimizer.state) == len(params) and len(saved["state"]) == len(params)
     assert all(torch.equal(b, p) for b, p in zip(before, params))  # lr 0, zero gradients: nothing moved
-    assert trainer._skipped_optimizer_steps == 0  # not an optimizer step of training, so not a skipped one
+    assert trainer.step_gate.skipped == 0  # not an optimizer step of training, so not a skipped one
 
 
 def run_check(tmp_path: Path, tiny: str, name: str, backend: str | None, *options: str) -> dict:

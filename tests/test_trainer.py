@@ -38,7 +38,7 @@ def test_rewards_match_script(tmp_path, tiny):
     trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("empo", "majority_vote", "format"))
     trainer.model.train()
     trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
-    rewards = trainer._batch_rewards
+    rewards = trainer.generations.current.rewards
     expected_empo = [1, 1, 1, 1, .5, .5, .25, 0, .5, .5, .25, .25, .25, .25, .25, .25]
     assert rewards[:, 0].tolist() == expected_empo
     assert rewards[:, 1].tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1]
@@ -52,7 +52,8 @@ def test_label_free_reward_ignores_gold_column(tmp_path, tiny):
     for t in (right, wrong):
         t.model.train()
         out = t._generate_and_score_completions(generation_batch(t, QUESTIONS))
-        results.append((t._batch_rewards.clone(), out["advantages"].clone(), out["completion_mask"].clone()))
+        rewards = t.generations.current.rewards
+        results.append((rewards.clone(), out["advantages"].clone(), out["completion_mask"].clone()))
     for a, b in zip(*results):
         assert torch.equal(a, b)
     # ...while the logged gold metrics do see the difference
@@ -82,25 +83,32 @@ def test_what_the_kept_groups_taught_is_logged_against_gold(tmp_path, tiny):
     assert sum(kept) == 2 * G and any(a != 0 for a in flat)
 
 
-def test_all_filtered_batch_moves_no_weight(tmp_path, tiny):
+def test_all_filtered_batch_moves_no_weight_and_the_schedule_advances(tmp_path, tiny):
     questions = [QUESTIONS[0], QUESTIONS[3]]  # unanimous and all-different: nothing to learn from
-    trainer = make_trainer(tmp_path, tiny, questions, per_device=G * 2, max_steps=2, weight_decay=0.5)
+    trainer = make_trainer(tmp_path, tiny, questions, per_device=G * 2, max_steps=2, weight_decay=0.5,
+                           lr_scheduler_type="linear", warmup_steps=0)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert trainer._skipped_optimizer_steps == 2
+    assert trainer.step_gate.skipped == 2
     # each step's log counts that step's skip (the run summary reads the last one)
     logged = [r["empo/skipped_optimizer_steps"] for r in trainer.state.log_history
               if "empo/skipped_optimizer_steps" in r]
     assert logged == [1.0, 2.0]
+    # the schedule is one of the run's steps (max_steps counts skipped ones): a skipped step advances it as a trained
+    # one would, so a decaying schedule still ends where the run ends; Adam's own step count does not move
+    assert trainer.lr_scheduler.last_epoch == 2
+    assert [r["learning_rate"] for r in trainer.state.log_history if "learning_rate" in r] == pytest.approx(
+        [1e-2, 5e-3])
+    assert not trainer.optimizer.state  # no Adam step was ever taken
 
 
 def test_kept_groups_do_train(tmp_path, tiny):
     trainer = make_trainer(tmp_path, tiny, [QUESTIONS[1], QUESTIONS[2]], per_device=G * 2, max_steps=1)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
-    assert trainer._skipped_optimizer_steps == 0
+    assert trainer.step_gate.skipped == 0
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     rows = [line for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and '"kept": true' in rows[0]
@@ -112,7 +120,7 @@ def test_self_certainty_reward_uses_policy_logits(tmp_path, tiny):
     trainer = make_trainer(tmp_path, tiny, QUESTIONS, rewards=("self_certainty",))
     trainer.model.train()
     trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
-    sc = trainer._batch_rewards[:, 0].tolist()
+    sc = trainer.generations.current.rewards[:, 0].tolist()
     assert all(math.isfinite(x) and x >= 0 for x in sc)  # KL(uniform || p) >= 0
     assert sc[0] == pytest.approx(sc[1]) == pytest.approx(sc[3])  # identical completions, identical certainty
     assert sc[4] != pytest.approx(sc[6])  # different completions, different certainty
@@ -163,7 +171,7 @@ def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny)
     judge = ScriptedJudge(both("8", "\\frac{16}{2}"))
     kept, trainer = run(judge)
     assert kept == [False, True, True, False]
-    assert trainer._batch_rewards[8:12, 0].tolist() == [.5, .5, .25, .25]
+    assert trainer.generations.current.rewards[8:12, 0].tolist() == [.5, .5, .25, .25]
     assert {q for q, _ in judge.questions} <= set(QUESTIONS)  # the bare question, not the templated prompt
 
 
@@ -187,4 +195,4 @@ def test_one_answer_gather_and_one_analysis_per_generation_batch(tmp_path, tiny,
     completions = [f"The answer is \\boxed{{{a}}}." if a is not None else "I think." for q in QUESTIONS
                    for a in SCRIPT[q]]
     alone = build_reward("empo", G)(prompts=["?"] * len(completions), completions=completions)
-    assert alone == trainer._batch_rewards[:, 0].tolist() and len(gathers) == 2
+    assert alone == trainer.generations.current.rewards[:, 0].tolist() and len(gathers) == 2

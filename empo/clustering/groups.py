@@ -16,7 +16,6 @@ from functools import cached_property
 from empo.clustering.entropy import semantic_entropy
 from empo.clustering.math_clusters import cluster_answers
 from empo.distributed import gather_list, world
-from empo.grading.answers import is_equivalent
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,19 @@ class GroupAnalysis:
         return self.largest_answered_size / self.size
 
     def grade(self, gold: str) -> tuple[list[bool], bool]:
-        """(is each sample's answer equivalent to ``gold``, is the majority answer) -- for logging only."""
-        same = self.equivalent or is_equivalent
-        samples = [a is not None and same(a, gold) for a in self.answers]
+        """(is each sample's answer equivalent to ``gold``, is the majority answer) -- for logging only.
+
+        Math answers are graded as they are clustered: the group's answers and the gold answer clustered together,
+        in one task under the group time budget (a pathological answer costs one budget, not a timeout per pair);
+        an answer is right when it shares the gold answer's cluster. Free-form answers ask the clusterer's judge."""
         majority = self.majority_answer
-        return samples, majority is not None and same(majority, gold)
+        if self.equivalent is None:
+            ids = cluster_answers([*self.answers, gold])
+            samples = [a is not None and c == ids[-1] for a, c in zip(self.answers, ids)]
+            at = self.answers.index(majority) if majority is not None else None
+            return samples, at is not None and samples[at]
+        samples = [a is not None and self.equivalent(a, gold) for a in self.answers]
+        return samples, majority is not None and self.equivalent(majority, gold)
 
 
 def analyse_group(answers: list[str | None], question: str | None = None, clusterer=None) -> GroupAnalysis:
@@ -114,6 +121,15 @@ class BatchGroups:
     @property
     def size(self) -> int:
         return len(self.texts)
+
+    def grades(self) -> list[tuple[list[bool], bool]]:
+        """Each group graded against its gold answer (:meth:`GroupAnalysis.grade`; logging only), once in the whole
+        job: shared out over processes as the clustering is (group i on rank i mod world size), results gathered."""
+        g = self.group_size
+        rank, size = world()
+        mine = [(qi, gr.grade(str(self.golds[qi * g]))) for qi, gr in enumerate(self.groups) if qi % size == rank]
+        shared = dict(gather_list(mine)[0] if size > 1 else mine)
+        return [shared[qi] for qi in range(len(self.groups))]
 
     def local_refs(self) -> list[GroupRef]:
         """One :class:`GroupRef` per completion of this process, in order."""

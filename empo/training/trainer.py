@@ -1,15 +1,25 @@
 """EmpoTrainer: TRL's GRPOTrainer plus the entropy-threshold filter, EMPO metrics and logs.
 
-It reuses TRL's generation, advantage computation and loss untouched, and overrides these hooks:
+It reuses TRL's generation, advantage computation and loss untouched, and overrides these hooks (the state they
+pass on is explicit and checked: ``empo.training.batch_state``; a hook that reads another generation batch's state
+raises ``BatchStateError``):
 
-- ``_calculate_rewards``: builds the generation batch's groups once (``empo.clustering.groups.gather_groups``:
-  every process's answers in one collective, cut into groups of G, each clustered once with the trainer's
-  clusterer) and hands them to the rewards with TRL's reward call, so the group rewards score exactly these groups.
-- ``_generate_and_score_completions``: after TRL scored the generation batch (and before its buffer is split
-  into micro-batches), keeps a group only when delta_low < H < delta_high, from the same groups.
+- ``_generate``: TRL's sampling; opens generation n with its prompt and completion ids.
+- ``_calculate_rewards``: scores generation n -- the same completions, or it fails: builds its groups once
+  (``empo.clustering.groups.gather_groups``: every process's answers in one collective, cut into groups of G, each
+  clustered once with the trainer's clusterer), computes the per-token statistics some reward asked for
+  (``token_statistics``), and calls the rewards through TRL's reward call in the contract of
+  ``empo.rewards.contract``: the group view with every call, and **no gold column for a label-free reward**.
+- ``_generate_and_score_completions``: after TRL scored generation n (and before its buffer is split into
+  micro-batches), keeps a group only when delta_low < H < delta_high, from the same groups; with dynamic sampling,
+  further rounds (``_dynamic_generation_batch``), and the step's length, reward and entropy metrics are those of
+  the groups that trained (every round's under ``sampled/``).
 - ``compute_loss``: TRL's loss times the generation batch's filter scale (below).
-- the optimizer's ``step``: skipped when no process had a kept token in the whole accumulation window, so a
-  batch whose groups were all filtered moves no weight (no weight decay, no Adam momentum step).
+- the optimizer's ``step``: skipped when no process had a kept token in the whole accumulation window
+  (``StepGate``), so a batch whose groups were all filtered moves no weight (no weight decay, no Adam step). The
+  learning-rate schedule still advances: it is a schedule over the run's steps, which ``max_steps``, checkpoints
+  and logs count skipped ones among, so a decaying schedule ends where the run ends. The count of skipped steps is
+  saved with each checkpoint and restored.
 
 What the filter means: **training on a generation batch in which some groups are filtered gives the same update
 as training on the generation batch that holds only its kept groups** (what a verl-style trainer that deletes
@@ -47,12 +57,14 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from empo.clustering.entropy import keep_group
 from empo.clustering.groups import BatchGroups, gather_groups
 from empo.io import JsonlAppender
 from empo.rewards.contract import completion_text, guard, traits
+from empo.training.batch_state import GenerationLedger, StepGate
 from empo.training.filter import FILTER_NORMALISATION
 from empo.training.pseudo_labels import sign_disagreement
 
@@ -79,16 +91,8 @@ class EmpoTrainer(GRPOTrainer):
         # the clusterer of the batch's groups (empo train gives the rewards the same object: a judge loads once)
         self._clusterer = clusterer or clusterer_from_args(self.empo_args)
         self._token_statistics = sorted({s for f in rewards for s in traits(f).token_statistics})
-        self._generated = None  # this generation's prompt and completion ids (from _generate, for token statistics)
-        self._batch: BatchGroups | None = None  # this generation batch's groups (built in _calculate_rewards)
-        self._batch_rewards: torch.Tensor | None = None
-        self._window_kept_tokens = 0
-        self._skipped_optimizer_steps = 0
-        # This optimizer step's decision (True: step), shared by its step() calls; None once a training micro-step
-        # ran, until the next step() decides. True before the first micro-step: a step() then is no optimizer step
-        # of training and must run -- torch.distributed.checkpoint fills a fresh optimizer's state with a
-        # zero-gradient, lr=0 step before loading one (accelerate's FSDP2 resume), and fails on an empty state.
-        self._step_decision: bool | None = True
+        self.generations = GenerationLedger()  # each generation batch's state between hooks (batch_state.py)
+        self.step_gate = StepGate()  # each optimizer step's keep/skip decision
         if training_args is not None and training_args.use_vllm:
             from empo.training.vllm_sync import empo_vllm_generation
 
@@ -107,23 +111,30 @@ class EmpoTrainer(GRPOTrainer):
     # --- hooks -------------------------------------------------------------------------------------------------
     def _generate(self, prompts):
         generated = super()._generate(prompts)
-        self._generated = (generated[0], generated[1])  # prompt and completion ids, read once by _calculate_rewards
+        self.generations.open(generated[0], generated[1])  # prompt and completion ids: generation n opens
         return generated
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # The one group analysis of this generation batch: the group rewards score these groups (``empo_group``
         # reaches them as a column of TRL's reward call), the filter and the logs below read them.
+        batch = self.generations.to_score(completion_ids_list)
         g = self.num_generations if self.model.training else self.num_generations_eval
-        self._batch = gather_groups([completion_text(c) for c in completions], inputs, self._clusterer, g)
-        inputs = [dict(x, empo_group=ref) for x, ref in zip(inputs, self._batch.local_refs())]
+        groups = gather_groups([completion_text(c) for c in completions], inputs, self._clusterer, g)
+        inputs = [dict(x, empo_group=ref) for x, ref in zip(inputs, groups.local_refs())]
         if self._token_statistics:  # some reward reads the policy's per-token values (empo.rewards.contract)
-            stats = self.token_statistics(completion_ids_list, self._token_statistics)
+            stats = self.token_statistics(batch, self._token_statistics)
             inputs = [dict(x, token_stats=st) for x, st in zip(inputs, stats)]
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._batch_rewards = rewards_per_func  # already gathered over processes by TRL
+        batch.groups, batch.rewards = groups, rewards_per_func  # the rewards already gathered over processes by TRL
         return rewards_per_func
 
-    def token_statistics(self, completion_ids_list, wanted) -> list:
+    def _scored_generation(self, inputs):
+        """TRL's generation and scoring of ``inputs``, and the generation batch that call opened and scored."""
+        serial = self.generations.serial + 1
+        output = super()._generate_and_score_completions(inputs)
+        return output, self.generations.scored(serial)
+
+    def token_statistics(self, batch, wanted) -> list:
         """The hook that gives rewards the policy's per-token values (``token_stats``; :data:`empo.rewards.contract.
         TOKEN_STATISTICS`): one :class:`~empo.rewards.contract.TokenStats` per completion of this process, computed
         once per generation batch, without gradients, by the model that sampled it at TRL's sampling temperature.
@@ -136,11 +147,7 @@ class EmpoTrainer(GRPOTrainer):
 
         from empo.rewards.contract import TokenStats
 
-        if self._generated is None or self._generated[1] is not completion_ids_list:
-            raise RuntimeError("token statistics: the completion ids are not those of this generation (TRL's "
-                               "_generate ran for another batch, or not at all)")
-        prompt_ids, _ = self._generated
-        self._generated = None  # consumed: the next batch's statistics need the next generation
+        prompt_ids, completion_ids_list = batch.take_ids()
         device, pad_id = self.accelerator.device, self._tokenizer.pad_token_id
         rows = [torch.tensor(ids, dtype=torch.long) for ids in prompt_ids]
         prompt = pad(rows, padding_value=pad_id, padding_side="left").to(device)
@@ -175,18 +182,18 @@ class EmpoTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs):
         if self.model.training and self.empo_args.dynamic_sampling:
             return self._dynamic_generation_batch(inputs)
-        output = super()._generate_and_score_completions(inputs)
+        output, generation = self._scored_generation(inputs)
         mode = "train" if self.model.training else "eval"
-        batch = self._batch
+        batch = generation.groups
         kept = [self._in_band(gr) for gr in batch.groups]
         advantages = self.accelerator.gather(output["advantages"]).tolist()  # before the filter zeroes any
         if mode == "train":
             tokens = self.accelerator.gather(_loss_mask(output).sum()).sum().item()
             self._metrics[mode]["empo/generated_tokens"].append(float(tokens))  # the compute, as dynamic sampling's
-            self._filter(output, kept)
+            self._filter(output, batch, kept)
         self._log_group_metrics(mode, batch, kept, kept, advantages)
         if mode == "train" and self._sample_log is not None:
-            self._write_samples(batch, kept, self._batch_rewards.tolist(), advantages)
+            self._write_samples(batch, kept, generation.rewards.tolist(), advantages)
         return output
 
     def _in_band(self, group) -> bool:
@@ -198,9 +205,9 @@ class EmpoTrainer(GRPOTrainer):
         """Dynamic sampling's criterion: inside the entropy band, and a majority of at least min_majority_share."""
         return self._in_band(group) and group.majority_ratio >= self.empo_args.min_majority_share
 
-    def _filter(self, output: dict, kept: list[bool]) -> None:
+    def _filter(self, output: dict, batch: BatchGroups, kept: list[bool]) -> None:
         """Take the dropped groups out of this process's rows, the loss and its normaliser (module docstring)."""
-        batch, g = self._batch, self._batch.group_size
+        g = batch.group_size
         device = output["completion_mask"].device
         all_tokens = output["num_items_in_batch"]
         if not all(kept):
@@ -233,14 +240,17 @@ class EmpoTrainer(GRPOTrainer):
         need = self.args.generation_batch_size // g  # groups in a generation batch, over all processes
         pad_id = self._tokenizer.pad_token_id
         chosen, rejected, surplus, questions, tokens = [], [], 0, 0, 0
+        figures = []  # per chosen group: (its analysis, completion lengths, rewards), for the trained-group metrics
+        logged = {k: len(v) for k, v in self._metrics["train"].items()}  # what this step logged before its rounds
         started = time.perf_counter()
         for round_index in range(ea.max_sampling_rounds):
             if round_index:
                 inputs = ds.local_rows(self.train_dataset, self._refill.take(need), g, self.accelerator.process_index,
                                        self.accelerator.num_processes)
-            output = super()._generate_and_score_completions(inputs)
-            batch = self._batch
+            output, generation = self._scored_generation(inputs)
+            batch = generation.groups
             rows = ds.gather_rows(self.accelerator, output, pad_id)
+            lengths = gather_object([len(ids) for ids in generation.completion_ids])  # TRL's lengths, every process
             accepted = [self._accepted(gr) for gr in batch.groups]
             trained = []
             for qi, ok in enumerate(accepted):
@@ -248,16 +258,20 @@ class EmpoTrainer(GRPOTrainer):
                 surplus += ok and not take
                 trained.append(take)
                 (chosen if take else rejected if not ok else []).append(ds.group_rows(rows, qi, g))
+                if take:
+                    figures.append((batch.groups[qi], lengths[qi * g:(qi + 1) * g],
+                                    generation.rewards[qi * g:(qi + 1) * g]))
             advantages = rows["advantages"].tolist()
             questions += len(batch.groups)
             tokens += int(rows["completion_mask"].sum().item())
             self._log_group_metrics("train", batch, accepted, trained, advantages)
             if self._sample_log is not None:
-                self._write_samples(batch, trained, self._batch_rewards.tolist(), advantages, round_index)
+                self._write_samples(batch, trained, generation.rewards.tolist(), advantages, round_index)
             if len(chosen) >= need:
                 break
         training = chosen if len(chosen) == need or ea.dynamic_sampling_unfilled == "train" else []
         kept_groups = len(training)
+        self._log_trained_figures(logged, figures[:kept_groups])
         # the rest of the batch: real rows (every forward pass stays well formed) that the loss does not see
         filler = [ds.masked(r) for r in (rejected + chosen)[:need - kept_groups]]
         rows = ds.concatenate(training + filler, pad_id)
@@ -275,11 +289,47 @@ class EmpoTrainer(GRPOTrainer):
         m["empo/sampling_seconds"].append(time.perf_counter() - started)
         return output
 
+    def _log_trained_figures(self, logged: dict, figures: list) -> None:
+        """Dynamic sampling's step metrics say what trained: every generation round logged TRL's and empo's figures of
+        all the groups it sampled; those move to ``sampled/<name>``, and ``<name>`` becomes the figure of the groups
+        that trained (lengths, rewards, entropy, clusters, majority, no-answer rate: what label-free stopping reads).
+        TRL's other per-generation figures (clipped ratio, terminated lengths, importance sampling) stay under
+        ``sampled/`` only. A step with no trained group keeps the sampled figures under both names."""
+        from trl.trainer.utils import nanstd
+
+        m = self._metrics["train"]
+        moved = [k for k in m if k.startswith(DS_SAMPLED_PREFIXES) or k in DS_SAMPLED_KEYS]
+        for k in moved:
+            rounds = m[k][logged.get(k, 0):]
+            m[f"sampled/{k}"].extend(rounds)
+            if figures:
+                del m[k][logged.get(k, 0):]
+        if not figures:
+            return
+        groups = [gr for gr, _, _ in figures]
+        lengths = torch.tensor([n for _, ls, _ in figures for n in ls], dtype=torch.float32)
+        rewards = torch.cat([r for _, _, r in figures])  # completions x reward functions
+        m["completions/mean_length"].append(lengths.mean().item())
+        m["completions/min_length"].append(lengths.min().item())
+        m["completions/max_length"].append(lengths.max().item())
+        for i, name in enumerate(self.reward_func_names):
+            m[f"rewards/{name}/mean"].append(torch.nanmean(rewards[:, i]).item())
+            m[f"rewards/{name}/std"].append(nanstd(rewards[:, i]).item())
+        total = (rewards * self.reward_weights.to(rewards.device).unsqueeze(0)).nansum(dim=1)
+        m["reward"].append(torch.nanmean(total).item())
+        m["reward_std"].append(nanstd(total).item())
+        g = self.num_generations
+        m["frac_reward_zero_std"].append(sum(float(nanstd(total[i:i + g]).item() == 0.0)
+                                             for i in range(0, len(total), g)) / len(groups))
+        m["empo/entropy_mean"].append(sum(gr.entropy for gr in groups) / len(groups))
+        m["empo/num_clusters_mean"].append(sum(gr.num_clusters for gr in groups) / len(groups))
+        m["empo/majority_ratio_mean"].append(sum(gr.majority_ratio for gr in groups) / len(groups))
+        m["empo/no_answer_rate"].append(sum(gr.num_missing for gr in groups) / (len(groups) * g))
+
     def _prepare_inputs(self, generation_batch):
         inputs = super()._prepare_inputs(generation_batch)
         if self.model.training:
-            self._window_kept_tokens += int(_loss_mask(inputs).sum().item())
-            self._step_decision = None  # a new micro-step: the next optimizer step decides afresh
+            self.step_gate.micro_step(int(_loss_mask(inputs).sum().item()))  # the next optimizer step decides afresh
         return inputs
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -300,22 +350,17 @@ class EmpoTrainer(GRPOTrainer):
             # zeroing, fp32->param copy of unchanged partitions) while moving no weight and no Adam state.
             # Under FSDP2 this same object is the optimizer: accelerate swaps the DTensor shards into its param groups
             # (fsdp2_switch_optimizer_parameters) and the Trainer's AcceleratedOptimizer.step calls this once per step.
-            if self._step_decision is None:
-                # All processes reach the first call together, so this reduction is collective-safe.
-                tokens = torch.tensor(float(self._window_kept_tokens), device=self.accelerator.device)
-                self._window_kept_tokens = 0
-                self._step_decision = self.accelerator.reduce(tokens, reduction="sum").item() > 0
-                if not self._step_decision:
-                    self._skipped_optimizer_steps += 1
-                # logged with this step (not at generation time, one step before the decision)
-                self._metrics["train"]["empo/skipped_optimizer_steps"].append(float(self._skipped_optimizer_steps))
-            if not self._step_decision:
-                return None
-            return original_step(*args, **kwargs)
+            moves, decided = self.step_gate.allows_step(self._sum_over_processes)
+            if decided:  # logged with this step (not at generation time, one step before the decision)
+                self._metrics["train"]["empo/skipped_optimizer_steps"].append(float(self.step_gate.skipped))
+            return original_step(*args, **kwargs) if moves else None
 
         optimizer.step = step
         optimizer._empo_guarded = True
         return optimizer
+
+    def _sum_over_processes(self, value: float) -> float:
+        return self.accelerator.reduce(torch.tensor(value, device=self.accelerator.device), reduction="sum").item()
 
     def _get_train_sampler(self, dataset=None):
         return EpochSeededSampler(super()._get_train_sampler(dataset))
@@ -341,8 +386,11 @@ class EmpoTrainer(GRPOTrainer):
         limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotation waits for the marker
         try:
             super()._save_checkpoint(model, trial)
-            if self._refill is not None and self.args.should_save:
-                atomic_write_json(folder / self.STATE_FILE, {"refill_sampler": self._refill.state_dict()})
+            if self.args.should_save:  # what the run carries across steps beside TRL's state (docs/preemption.md)
+                state = {"skipped_optimizer_steps": self.step_gate.skipped}
+                if self._refill is not None:
+                    state["refill_sampler"] = self._refill.state_dict()
+                atomic_write_json(folder / self.STATE_FILE, state)
         except Exception as e:  # noqa: BLE001 - a full disk shows as OSError or as a native writer's own error
             full = checkpoints.disk_full_error(folder, e) if self.args.should_save else None
             if full is not None:
@@ -358,8 +406,12 @@ class EmpoTrainer(GRPOTrainer):
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         path = Path(checkpoint) / self.STATE_FILE if checkpoint else None
-        if self._refill is not None and path is not None and path.is_file():
-            self._refill.load_state_dict(json.loads(path.read_text())["refill_sampler"])
+        if path is None or not path.is_file():
+            return
+        state = json.loads(path.read_text())
+        self.step_gate.skipped = int(state.get("skipped_optimizer_steps", 0))
+        if self._refill is not None:
+            self._refill.load_state_dict(state["refill_sampler"])
 
     # --- logging -----------------------------------------------------------------------------------------------
     def _log_group_metrics(self, mode, batch, kept, trained, advantages):
@@ -380,7 +432,7 @@ class EmpoTrainer(GRPOTrainer):
         if mode == "train" and sync:
             m["empo/vllm_sync_seconds"].append(sync[-1])
         if all(x is not None for x in golds):  # monitoring only: never reaches a label-free reward
-            grades = [gr.grade(str(golds[qi * g])) for qi, gr in enumerate(groups)]
+            grades = batch.grades()  # once per group in the job, under the group budget
             m["empo/majority_accuracy"].append(sum(majority for _, majority in grades) / len(groups))
             m["empo/sample_accuracy"].append(sum(sum(samples) for samples, _ in grades) / len(answers))
             # what the trained groups taught (empo.training.pseudo_labels): is their majority right, and how often does
@@ -427,6 +479,12 @@ class EpochSeededSampler:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+
+#: TRL's and empo's per-generation figures that dynamic sampling logs per round (EmpoTrainer._log_trained_figures)
+DS_SAMPLED_PREFIXES = ("completions/", "rewards/", "sampling/", "tools/")
+DS_SAMPLED_KEYS = ("reward", "reward_std", "frac_reward_zero_std", "empo/entropy_mean", "empo/num_clusters_mean",
+                   "empo/majority_ratio_mean", "empo/no_answer_rate")
 
 
 def _loss_mask(batch: dict) -> torch.Tensor:

@@ -42,7 +42,7 @@ def main(out_path: str, tiny: str, per_device: int) -> None:
     if rank == 0:
         Path(out_path).write_text(json.dumps({
             "world_size": size,
-            "rewards": trainer._batch_rewards.tolist(),
+            "rewards": trainer.generations.current.rewards.tolist(),
             "keep": keep,
             "advantages": advantages,
             "entropy_mean": trainer._metrics["train"]["empo/entropy_mean"][-1],

@@ -128,7 +128,7 @@ class Record(TrainerCallback):
         self.after.append({"step": state.global_step, "lora": lora_weights(self.trainer),
                            "optimizer": optimizer_state(self.trainer), "moments": full_moments(self.trainer),
                            "sharding": sharding(self.trainer),
-                           "skipped": self.trainer._skipped_optimizer_steps})
+                           "skipped": self.trainer.step_gate.skipped})
 
 
 def main(out_path: str, tiny: str, per_device: int, bf16: bool = False, save: bool = False,
