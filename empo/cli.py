@@ -283,8 +283,8 @@ def _rewards(args) -> int:
 
 
 def _reward_check(args) -> int:
+    from empo.configs import parse_options
     from empo.rewards.kit import PROPERTIES, check_reward
-    from empo.rewards.registry import parse_options
 
     results = check_reward(args.spec, parse_options(args.options), properties=args.property or PROPERTIES,
                            raise_on_failure=False, num_generations=args.num_generations)

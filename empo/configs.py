@@ -144,3 +144,25 @@ class EmpoArguments:
     dataset_rows: int | None = field(default=None, metadata={
         "help": "Number of training questions, for `empo launch`'s step arithmetic when the dataset file is not on "
                 "this machine (it counts the file when it is)."})
+
+    def __post_init__(self):
+        # a flag gives reward_options as a JSON object: one shape (a mapping) for the rewards and the run's record
+        self.reward_options = parse_options(self.reward_options) or None
+
+
+def parse_options(reward_options) -> dict:
+    """``reward_options`` as a mapping (a recipe gives a mapping; a command-line flag a JSON object)."""
+    import json
+
+    from empo.errors import ConfigError
+
+    if reward_options is None:
+        return {}
+    if isinstance(reward_options, str):
+        try:
+            reward_options = json.loads(reward_options)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"reward_options: not a JSON object ({e}): {reward_options!r}") from None
+    if not isinstance(reward_options, dict):
+        raise ConfigError(f"reward_options: a mapping from reward to its options, got {reward_options!r}")
+    return reward_options

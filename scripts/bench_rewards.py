@@ -61,9 +61,9 @@ def hook_seconds(g: int, groups: int, completion_tokens: int, repeats: int) -> d
     trainer = EmpoTrainer(model=load_model(DEFAULT_MODEL, dtype="float32"),
                           reward_funcs=[build_reward("token_entropy", g)], args=config, train_dataset=ds,
                           processing_class=tok, empo_args=EmpoArguments())
-    prompt = tok.apply_chat_template([{"role": "user", "content": "What is 27 + 38? Put the answer in \\boxed{}."}],
-                                     add_generation_prompt=True, tokenize=True)
-    prompt = list(prompt["input_ids"] if isinstance(prompt, dict) else prompt)
+    text = tok.apply_chat_template([{"role": "user", "content": "What is 27 + 38? Put the answer in \\boxed{}."}],
+                                   add_generation_prompt=True, tokenize=False)
+    prompt = tok(text, add_special_tokens=False)["input_ids"]
     completion = tok("Let me add the tens and the ones. " * 20, add_special_tokens=False)["input_ids"]
     completion = completion[:completion_tokens]
     out = {}
@@ -71,9 +71,9 @@ def hook_seconds(g: int, groups: int, completion_tokens: int, repeats: int) -> d
         times = []
         for _ in range(repeats + 1):
             ids = [list(completion) for _ in range(g * groups)]
-            trainer._generated = ([prompt] * len(ids), ids)
+            batch = trainer.generations.open([prompt] * len(ids), ids)
             started = time.perf_counter()
-            trainer.token_statistics(ids, wanted)
+            trainer.token_statistics(batch, wanted)
             times.append(time.perf_counter() - started)
         out["+".join(wanted)] = statistics.median(times[1:]) / groups  # the first pass warms up
     return out

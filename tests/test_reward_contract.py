@@ -165,3 +165,16 @@ def test_a_reward_from_a_file_trains_in_two_processes(tmp_path, tiny):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/shortest_wins/mean" in r for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["token_entropy", "novelty", "negative_labels", "self_certainty"])
+def test_the_fields_rewards_train_a_step_of_the_cpu_default(name, tmp_path, default_model_path):
+    out = tmp_path / "run"
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-m", "empo.train", "--reward_funcs", name, "--max_steps", "1",
+                           "--save_strategy", "no", "--output_dir", str(out)], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert f"rewards/{name}/mean" in row and "empo train finished: steps 0 -> 1" in done.stdout

@@ -95,7 +95,7 @@ def test_reward_options_on_the_command_line_are_json(tmp_path):
 
     recipe = load_recipe(None, ["--reward_funcs", "empo", "random", "--reward_options",
                                 json.dumps({"random": {"seed": 3, "p": 0.25}}), "--output_dir", str(tmp_path)])
-    assert recipe.empo.reward_options == json.dumps({"random": {"seed": 3, "p": 0.25}})
+    assert recipe.empo.reward_options == {"random": {"seed": 3, "p": 0.25}}  # the flag's JSON, parsed
     from empo.rewards import build_rewards
 
     _, rnd = build_rewards(recipe.empo.reward_funcs, 8, recipe.empo.reward_options, {"seed": 42})

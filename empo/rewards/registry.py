@@ -32,12 +32,12 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from empo.configs import parse_options
 from empo.errors import ConfigError
 from empo.rewards.contract import CALL_KEYWORDS, Traits, traits
 
@@ -226,20 +226,6 @@ def _parameters(target) -> dict:
         return dict(inspect.signature(target).parameters)
     except (TypeError, ValueError):  # a builtin without a signature
         return {}
-
-
-def parse_options(reward_options) -> dict:
-    """``reward_options`` as a mapping (a recipe gives a mapping; a command-line flag a JSON object)."""
-    if reward_options is None:
-        return {}
-    if isinstance(reward_options, str):
-        try:
-            reward_options = json.loads(reward_options)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"reward_options: not a JSON object ({e}): {reward_options!r}") from None
-    if not isinstance(reward_options, dict):
-        raise ConfigError(f"reward_options: a mapping from reward to its options, got {reward_options!r}")
-    return reward_options
 
 
 def check_rewards(reward_funcs, reward_options=None, base_dirs: tuple[Path, ...] = ()) -> list[RewardSource]:

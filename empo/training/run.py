@@ -95,11 +95,14 @@ def claim_run_directory(empo_args, training_args, model_args) -> tuple:
 
 def cut_logs(out: Path, step: int) -> None:
     """Cut metrics.jsonl and samples.jsonl back to a resume from ``step`` (0: a fresh start): the rows of later steps
-    will be logged again, so they move to ``<log>.superseded.jsonl``. (Readers of older runs keep the last row of a
-    step, the same rule.) metrics rows carry the step they end, samples rows the step they were generated at."""
+    will be logged again, so they move to ``<log>.superseded.jsonl``, and so does the end-of-training row of an
+    earlier invocation (a preempted one writes one). (Readers of older runs keep the last row of a step, the same
+    rule.) metrics rows carry the step they end, samples rows the step they were generated at."""
     from empo.io import cut_jsonl
 
-    cut_jsonl(out / "metrics.jsonl", lambda row: row.get("step", 0) <= step)
+    # transformers' end-of-training row (train_runtime, train_loss) closes an invocation, not a step: the resumed one
+    # writes its own at its end
+    cut_jsonl(out / "metrics.jsonl", lambda row: row.get("step", 0) <= step and "train_runtime" not in row)
     cut_jsonl(out / "samples.jsonl", lambda row: row.get("step", 0) < step)
 
 
