@@ -23,20 +23,25 @@ def reward_seconds(name: str, g: int, groups: int, repeats: int) -> float:
     from empo.clustering.math_clusters import MathClusterer
     from empo.rewards.kit import _stand_in_stats, _token_ids, batch, build
 
-    columns = batch(g, groups)
-    texts = columns["completions"]
-    rows = [{"problem": p, "answer": a, "id": i} for p, a, i in zip(columns["problem"], columns["answer"],
-                                                                    columns["id"])]
-    refs = gather_groups(texts, rows, MathClusterer(), g).local_refs()
-    ids = [_token_ids(t) for t in texts]
-    stats = [_stand_in_stats(x) for x in ids]
     func = build(name, None, g)
-    kwargs = dict(prompts=columns["prompts"], completions=texts, completion_ids=ids, empo_group=refs, token_stats=stats,
-                  trainer_state=type("State", (), {"global_step": 0})(), log_metric=lambda *a: None,
-                  log_extra=lambda *a: None, problem=columns["problem"], id=columns["id"], answer=columns["answer"])
-    func(**kwargs)  # warm: a model loads once (novelty's embedder), math-verify's worker starts
+
+    def call_kwargs(take: int) -> dict:
+        # every call's texts are new (a suffix per take), so no cache of a reward's (novelty's embeddings) is timed
+        columns = batch(g, groups)
+        texts = [f"{t} (take {take})" for t in columns["completions"]]
+        rows = [{"problem": p, "answer": a, "id": i} for p, a, i in zip(columns["problem"], columns["answer"],
+                                                                        columns["id"])]
+        refs = gather_groups(texts, rows, MathClusterer(), g).local_refs()  # the trainer's part, not timed
+        ids = [_token_ids(t) for t in texts]
+        return dict(prompts=columns["prompts"], completions=texts, completion_ids=ids, empo_group=refs,
+                    token_stats=[_stand_in_stats(x) for x in ids], trainer_state=type("S", (), {"global_step": 0})(),
+                    log_metric=lambda *a: None, log_extra=lambda *a: None, problem=columns["problem"],
+                    id=columns["id"], answer=columns["answer"])
+
+    func(**call_kwargs(-1))  # warm: a model loads once (novelty's embedder), math-verify's worker starts
     times = []
-    for _ in range(repeats):
+    for take in range(repeats):
+        kwargs = call_kwargs(take)
         started = time.perf_counter()
         func(**kwargs)
         times.append(time.perf_counter() - started)
