@@ -121,7 +121,7 @@ def train(recipe, callbacks=()) -> int:
     from empo.model import check_model_spec, load_model, load_tokenizer, set_threads
     from empo.training.callbacks import JsonlMetricsCallback
     from empo.training.preemption import Preemption, PreemptionCallback
-    from empo.training.stopping import StoppingCallback, StoppingRule
+    from empo.training.stopping import StoppingCallback, StoppingRule, read_record
     from empo.training.trainer import EmpoTrainer
 
     preemption = Preemption().install()  # from here on a SIGTERM/SIGUSR1 saves and requeues instead of killing
@@ -140,6 +140,12 @@ def train(recipe, callbacks=()) -> int:
                   f"{stopped['checkpoint'] or 'the starting model'}). Nothing to train; its final model is in "
                   f"{training_args.output_dir} (--restart starts it afresh)", flush=True)
         return 0
+    turn = read_record(training_args.output_dir)
+    if checkpoint is not None and empo_args.stopping == "stop" and turn and turn.get("mode") == "stop" \
+            and turn["fired_at"] <= _checkpoint_step(checkpoint):
+        # the rule ended the run at this checkpoint's step before a preemption kept it from finishing: nothing is
+        # left to train, only the final model to write (from this checkpoint, as the uninterrupted run wrote it)
+        training_args.max_steps = _checkpoint_step(checkpoint)
     clusterer = clusterer_from_args(empo_args)
     rewards = build_rewards(empo_args, training_args, clusterer, base_dirs=(recipe.path.parent,))  # before the model
     tokenizer = load_tokenizer(model_args.model_name_or_path)
