@@ -265,16 +265,16 @@ def check_gold_invariant(reward, options=None, num_generations: int = 4) -> Resu
     return Result("gold_invariant", "ok", "the same scores with right and wrong gold answers")
 
 
-def _order_dependent(reward) -> Result | None:
+def _skip_order_dependent(prop: str, reward) -> Result | None:
+    """The permutation properties do not apply to a reward whose scores belong to positions (the random control)."""
     if source_of(reward).traits.order_dependent:
-        return Result("", "skip", "declares order_dependent = True")
+        return Result(prop, "skip", "declares order_dependent = True")
     return None
 
 
 def check_group_equivariant(reward, options=None, num_generations: int = 4) -> Result:
-    skip = _order_dependent(reward)
-    if skip:
-        return Result("group_equivariant", skip.status, skip.detail)
+    if skip := _skip_order_dependent("group_equivariant", reward):
+        return skip
     g, columns = num_generations, batch(num_generations, 3)
     base = call(build(reward, options, g), columns, g)
     for shift in (1, 2):
@@ -285,9 +285,8 @@ def check_group_equivariant(reward, options=None, num_generations: int = 4) -> R
 
 
 def check_group_independent(reward, options=None, num_generations: int = 4) -> Result:
-    skip = _order_dependent(reward)
-    if skip:
-        return Result("group_independent", skip.status, skip.detail)
+    if skip := _skip_order_dependent("group_independent", reward):
+        return skip
     g, columns = num_generations, batch(num_generations, 3)
     base = call(build(reward, options, g), columns, g)
     order = [q * g + k for q in (2, 0, 1) for k in range(g)]
