@@ -115,9 +115,11 @@ class GoldGuard:
         self.__name__ = getattr(reward, "__name__", type(reward).__name__)  # TRL names reward columns after it
 
     def __call__(self, *args, **kwargs):
-        if self.label_free:
-            kwargs = {k: v for k, v in kwargs.items() if k not in GOLD_COLUMNS}
-        return self.reward(*args, **kwargs)
+        return self.reward(*args, **self.visible(kwargs))
+
+    def visible(self, kwargs: dict) -> dict:
+        """The call's keywords this reward may see: all of them, less the gold columns for a label-free one."""
+        return {k: v for k, v in kwargs.items() if k not in GOLD_COLUMNS} if self.label_free else kwargs
 
     def __getattr__(self, name):  # the reward's own attributes (num_generations, clusterer, ...)
         if name == "reward":
@@ -129,9 +131,7 @@ class AsyncGoldGuard(GoldGuard):
     """:class:`GoldGuard` for a coroutine reward (TRL awaits those concurrently)."""
 
     async def __call__(self, *args, **kwargs):
-        if self.label_free:
-            kwargs = {k: v for k, v in kwargs.items() if k not in GOLD_COLUMNS}
-        return await self.reward(*args, **kwargs)
+        return await self.reward(*args, **self.visible(kwargs))
 
 
 def guard(reward: Any) -> Any:
