@@ -156,6 +156,13 @@ def _add_compare(sub) -> None:
     p.add_argument("runs", nargs="*", help="training output directories")
     p.add_argument("--sweep", default=None,
                    help="sweep spec YAML (rewards x seeds): train what is missing, then compare")
+    p.add_argument("--store", default=None,
+                   help="with --sweep: keep each finished run's results (no weights) in this directory, train and "
+                        "evaluate only what it lacks, and write the report from it (<store>/compare)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="with --store: start no run that its finished siblings say would end past this budget")
+    p.add_argument("--status", action="store_true",
+                   help="with --store: list the sweep's done, stale and missing runs and the time left; run nothing")
     p.add_argument("--output", default="runs/compare", help="report directory (sweeps: <output_root>/compare)")
     p.add_argument("--allow-diff", default="", help="comma-separated setting keys allowed to differ between runs")
     p.add_argument("--no-eval", dest="evaluate", action="store_false", help="use the evals already on disk")
@@ -176,10 +183,16 @@ def _compare(args) -> int:
 
     allow = {k.strip() for k in args.allow_diff.split(",") if k.strip()}
     set_threads(args.threads)
+    if (args.store is None) and (args.time_budget is not None or args.status):
+        raise ConfigError("--time-budget and --status need --sweep SPEC --store DIR")
+    if args.store is not None and not args.sweep:
+        raise ConfigError("--store needs --sweep SPEC")
     if args.sweep:
         if args.runs:
             raise ConfigError("give run directories or --sweep, not both")
         sweep = Sweep.from_yaml(args.sweep)
+        if args.store is not None:
+            return _stored_sweep(sweep, args, allow)
         run_sweep(sweep, allow=allow)
         output = Path(sweep.output_root) / "compare"
     else:
@@ -190,6 +203,27 @@ def _compare(args) -> int:
         compare(args.runs, [block], args.output, allow=allow, evaluate=args.evaluate)
         output = Path(args.output)
     print((output / "report.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def _stored_sweep(sweep, args, allow: set[str]) -> int:
+    from empo.compare.store import Store, format_status
+    from empo.compare.sweep import run_stored_sweep, sweep_states
+
+    store = Store(args.store)
+    if args.status:
+        print(format_status(sweep_states(sweep, store)))
+        return 0
+    command = ["empo", "compare", "--sweep", args.sweep, "--store", args.store]
+    budget = None if args.time_budget is None else args.time_budget * 60
+    states, comparison = run_stored_sweep(sweep, store, allow=allow, time_budget=budget, command=command)
+    done = sum(s.state == "done" for s in states)
+    if comparison is None:
+        print(f"{done} of {len(states)} runs done; the same command continues "
+              f"(status: {' '.join(command)} --status)")
+        return 0
+    print((store.report_path() / "report.md").read_text(encoding="utf-8"))
+    print(f"[empo] compare: {done} of {len(states)} runs, report in {store.report_path()}", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,9 @@
 """Judge label-free stopping after the fact, on a sweep whose runs kept their checkpoints (issue 24's study).
 
 For every run of the sweep: every saved checkpoint is evaluated with the sweep's greedy block (cached under
-``<run>/eval/checkpoint-N/<block>``; the final adapter's eval is compare's, the base model's too); the stopping rule
+``<run>/eval/checkpoint-N/<block>``; the final adapter's eval is compare's, the base model's too) -- or, with
+``--store DIR``, read from the sweep's store (:mod:`empo.compare.store`: each bundle keeps the checkpoint evals of the
+sweep's ``checkpoint_evals`` blocks, so no run directory is needed); the stopping rule
 (:func:`empo.training.stopping.find_turn`, with the run's own settings) is applied to the run's ``metrics.jsonl`` and
 chooses the last checkpoint at or before the turn (the starting model if none). Per method, over seeds: held-out
 greedy accuracy (both benchmarks of the block pooled) of the chosen checkpoint, the final one and the best one in
@@ -9,8 +11,11 @@ hindsight, the chosen minus the final with a two-level bootstrap interval (paire
 generated tokens, each method's checkpoint nearest the reference method's total budget.
 
     python scripts/study_stopping.py --sweep recipes/SmolLM2-135M-Instruct/sweeps/arith_dynamic_cpu.yaml
+    python scripts/study_stopping.py --sweep recipes/SmolLM2-135M-Instruct/sweeps/league_cpu.yaml \
+        --store eval/results/league_cpu --block heldout-greedy
 
-Writes ``<output_root>/stopping/``: ``report.md``, ``stopping.json``, ``accuracy_by_checkpoint.png``.
+Writes ``report.md``, ``stopping.json``, ``accuracy_by_checkpoint.png`` to ``<output_root>/stopping/`` (with a
+store: ``<store>/stopping/``).
 """
 
 from __future__ import annotations
@@ -25,44 +30,21 @@ import numpy as np
 from empo.compare.comparison import EvalBlock
 from empo.compare.runs import load_run
 from empo.compare.stats import _interval, bootstrap_methods, score_matrix
+from empo.compare.store import Store
 from empo.compare.sweep import Sweep
-from empo.evaluation.evaluate import EvalConfig, run_eval
 from empo.io import atomic_write_json, atomic_write_text
 from empo.provenance import format_provenance, provenance
 from empo.training.report import step_rows
 from empo.training.stopping import StoppingRule, find_turn
 
 
-def checkpoints(run_dir: Path) -> list[int]:
-    """The steps of the run's complete checkpoints (``empo.training.checkpoints``)."""
-    from empo.training.checkpoints import complete_checkpoints, step_of
-
-    return [step_of(p) for p in complete_checkpoints(run_dir)]
-
-
 def evaluate_checkpoints(run, block: EvalBlock, final_step: int, progress: bool) -> dict[int, Path]:
     """step -> eval dir: each saved checkpoint before the final step (evaluated here, cached), the final adapter."""
-    from empo.rollout.generator import make_generator
+    from empo.compare.store import checkpoint_eval_dirs
+    from empo.compare.sweep import evaluate_checkpoints as evaluate
 
-    base = run.settings["model.model_name_or_path"]
-    dirs = {}
-    for step in checkpoints(run.path):
-        if step >= final_step:
-            continue
-        out = run.path / "eval" / f"checkpoint-{step}" / block.name
-        dirs[step] = out
-        if (out / "summary.json").exists():  # written last: the eval is complete
-            continue
-        fields = {k: v for k, v in asdict(block).items() if k not in ("name", "seeds")}
-        config = EvalConfig(model=base, adapter=str(run.path / f"checkpoint-{step}"),
-                            prompt=run.settings["empo.prompt"], dtype=run.settings.get("model.dtype") or "float32",
-                            output_dir=str(out), **fields)
-        if progress:
-            print(f"[study] evaluating {run.name} checkpoint-{step}", file=sys.stderr)
-        generator = make_generator("hf", base, config.adapter, config.dtype, threads=0, seed=config.seed)
-        run_eval(config, generator, progress=progress)
-    dirs[final_step] = run.path / "eval" / block.name
-    return dirs
+    evaluate(run.path, run.settings, block, final_step, progress)
+    return {**checkpoint_eval_dirs(run.path, block.name), final_step: run.path / "eval" / block.name}
 
 
 def pooled(eval_dirs: list[Path], benchmarks: list[str]) -> np.ndarray:
@@ -78,17 +60,25 @@ def cumulative_tokens(rows: list[dict]) -> dict[int, float]:
     return out
 
 
-def study(sweep: Sweep, block_name: str, reference: str, progress: bool = True) -> dict:
+def study(sweep: Sweep, block_name: str, reference: str, progress: bool = True, store: Store | None = None) -> dict:
+    from empo.compare.store import checkpoint_eval_dirs
+
     block = next(b for b in sweep.blocks() if b.name == block_name)
     benchmarks = [b.strip() for b in block.benchmarks.split(",")]
     final_step = sweep.max_steps()
-    base_dir = Path(sweep.output_root) / "compare" / "base" / block.name
+    base_dir = (store.base_path(block.name) if store else Path(sweep.output_root) / "compare" / "base" / block.name)
     arms: dict[str, dict] = {}
     for method in sweep.arms():
         per_seed = []
         for seed in sweep.seeds:
-            run = load_run(sweep.run_dir(method, seed))
-            dirs = {0: base_dir, **evaluate_checkpoints(run, block, final_step, progress)}
+            name = sweep.run_dir(method, seed).name
+            if store is not None:
+                run = load_run(store.run_path(name))
+                dirs = {0: base_dir, **checkpoint_eval_dirs(run.path, block.name),
+                        final_step: run.path / "eval" / block.name}
+            else:
+                run = load_run(sweep.run_dir(method, seed))
+                dirs = {0: base_dir, **evaluate_checkpoints(run, block, final_step, progress)}
             rows = step_rows(run.path / "metrics.jsonl")
             rule = StoppingRule(run.settings.get("empo.stopping_window", 4),
                                 run.settings.get("empo.stopping_entropy_fraction", 0.5),
@@ -193,15 +183,17 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", required=True)
     p.add_argument("--block", default="heldout-greedy", help="the sweep's greedy eval block")
     p.add_argument("--reference", default="empo", help="the arm whose generated tokens set the equal budget")
+    p.add_argument("--store", default=None, help="read the runs and their checkpoint evals from this sweep store")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     from empo.model import set_threads
 
     set_threads(args.threads)
     sweep = Sweep.from_yaml(args.sweep)
-    result = study(sweep, args.block, args.reference)
+    store = Store(args.store) if args.store else None
+    result = study(sweep, args.block, args.reference, store=store)
     summary = summarise(result)
-    out = Path(sweep.output_root) / "stopping"
+    out = (store.root if store else Path(sweep.output_root)) / "stopping"
     meta = {"provenance": provenance(["python", "scripts/study_stopping.py", *(argv or sys.argv[1:])])}
     serialisable = {name: {**arm, "seeds": [{k: v for k, v in s.items() if k != "dirs"} for s in arm["seeds"]]}
                     for name, arm in result["arms"].items()}

@@ -74,42 +74,49 @@ class EvalBlock:
             ([("avg", "avg" + sampled), ("maj", "maj" + sampled)] if self.n else [])
 
 
-def eval_dirs(runs: list[Run], blocks: list[EvalBlock], output: Path) -> dict[str, dict[str, Path]]:
-    """Where each target's eval of each block lives: ``<output>/base/<block>``, ``<run>/eval/<block>`` (a block
-    limited to some seeds has no dir for the other runs)."""
-    dirs = {"base": {b.name: output / "base" / b.name for b in blocks}}
+def eval_dirs(runs: list[Run], blocks: list[EvalBlock], output: Path,
+              base_root: Path | None = None) -> dict[str, dict[str, Path]]:
+    """Where each target's eval of each block lives: ``<base_root>/<block>`` (default ``<output>/base``),
+    ``<run>/eval/<block>`` (a block limited to some seeds has no dir for the other runs)."""
+    base_root = output / "base" if base_root is None else base_root
+    dirs = {"base": {b.name: base_root / b.name for b in blocks}}
     for r in runs:
         dirs[r.name] = {b.name: r.path / "eval" / b.name for b in blocks if b.includes(r)}
     return dirs
 
 
-def evaluate_all(runs: list[Run], blocks: list[EvalBlock], output: Path, progress: bool = True) -> dict:
-    """Evaluate the base model and every run's final adapter for every block (cached); return eval dirs."""
+def evaluate_target(settings: dict, adapter: Path | None, block_dirs: dict[str, Path], blocks: list[EvalBlock],
+                    label: str, progress: bool = True) -> None:
+    """Evaluate one target (the base model: ``adapter`` None; else a final adapter or a checkpoint) on each block
+    into its dir (cached and resumable, ``empo eval``), with the model, prompt and dtype a run was trained with."""
     import torch
 
     from empo.rollout.generator import make_generator
 
-    base_model = runs[0].settings["model.model_name_or_path"]
-    prompt = runs[0].settings["empo.prompt"]
-    dtype = runs[0].settings.get("model.dtype") or "float32"
+    if adapter is not None and not (adapter / "adapter_config.json").exists():
+        raise CompareError(f"'{adapter}' has no adapter (adapter_config.json): is the run finished?")
+    base_model, prompt = settings["model.model_name_or_path"], settings["empo.prompt"]
+    dtype = settings.get("model.dtype") or "float32"
     threads = torch.get_num_threads()  # as empo compare set them (--threads)
-    adapters = {"base": None, **{r.name: r.path for r in runs}}
     blocks_by_name = {b.name: b for b in blocks}
+    generator = None
+    for name, out in block_dirs.items():
+        fields = {k: v for k, v in asdict(blocks_by_name[name]).items() if k not in ("name", "seeds")}
+        config = EvalConfig(model=base_model, adapter=str(adapter) if adapter else None, prompt=prompt,
+                            dtype=dtype, output_dir=str(out), **fields)
+        if generator is None:
+            generator = make_generator(config.backend, base_model, config.adapter, dtype, threads, seed=config.seed)
+        if progress:
+            print(f"[empo] compare: evaluating {label} on {name}", file=sys.stderr)
+        run_eval(config, generator, progress=progress)
+
+
+def evaluate_all(runs: list[Run], blocks: list[EvalBlock], output: Path, progress: bool = True) -> dict:
+    """Evaluate the base model and every run's final adapter for every block (cached); return eval dirs."""
     dirs = eval_dirs(runs, blocks, output)
+    adapters = {"base": None, **{r.name: r.path for r in runs}}
     for label, block_dirs in dirs.items():
-        adapter = adapters[label]
-        if adapter is not None and not (adapter / "adapter_config.json").exists():
-            raise CompareError(f"run '{adapter}' has no final adapter (adapter_config.json): is it finished?")
-        generator = None
-        for name, out in block_dirs.items():
-            fields = {k: v for k, v in asdict(blocks_by_name[name]).items() if k not in ("name", "seeds")}
-            config = EvalConfig(model=base_model, adapter=str(adapter) if adapter else None, prompt=prompt,
-                                dtype=dtype, output_dir=str(out), **fields)
-            if generator is None:
-                generator = make_generator(config.backend, base_model, config.adapter, dtype, threads, seed=config.seed)
-            if progress:
-                print(f"[empo] compare: evaluating {label} on {name}", file=sys.stderr)
-            run_eval(config, generator, progress=progress)
+        evaluate_target(runs[0].settings, adapters[label], block_dirs, blocks, label, progress)
     return dirs
 
 
@@ -168,8 +175,12 @@ def training_diagnostics(run: Run) -> dict | None:
 
 
 def compare(run_dirs: list[str | Path], blocks: list[EvalBlock], output: str | Path, allow: set[str] = frozenset(),
-            evaluate: bool = True, progress: bool = True) -> dict:
-    """Check, evaluate (cached) and compare the runs; write report.md, comparison.json and the plots."""
+            evaluate: bool = True, progress: bool = True, base_root: Path | None = None,
+            source: dict | None = None) -> dict:
+    """Check, evaluate (cached) and compare the runs; write report.md, comparison.json and the plots.
+
+    ``base_root``: where the base model's evals are (default ``<output>/base``). ``source``: the provenance to
+    report (a sweep's store gives its bundles'; default: this process's)."""
     runs = [load_run(p) for p in run_dirs]
     check_comparable(runs, allow)
     output = Path(output)
@@ -177,14 +188,14 @@ def compare(run_dirs: list[str | Path], blocks: list[EvalBlock], output: str | P
     if evaluate:
         dirs = evaluate_all(runs, blocks, output, progress=progress)
     else:
-        dirs = eval_dirs(runs, blocks, output)
+        dirs = eval_dirs(runs, blocks, output, base_root)
         missing = [str(d) for block_dirs in dirs.values() for d in block_dirs.values()
                    if not (d / "samples.jsonl").exists()]
         if missing:
             raise CompareError(f"no eval in {', '.join(missing)} (run without --no-eval to evaluate)")
     comparison = build_comparison(runs, blocks, dirs)
     meta = {"base_model": runs[0].settings["model.model_name_or_path"], "allowed": sorted(allow),
-            "eval_blocks": [asdict(b) for b in blocks], "provenance": provenance()}
+            "eval_blocks": [asdict(b) for b in blocks], "provenance": source or provenance()}
     atomic_write_json(output / "comparison.json", {**meta, **comparison})
     plot(comparison, curves(runs), output)
     atomic_write_text(output / "report.md", format_report(comparison, meta))
