@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 CLUSTERINGS = ("math", "entailment", "embedding")
 #: What a dynamic-sampling batch still short of accepted groups does (EmpoArguments.dynamic_sampling_unfilled).
 UNFILLED = ("train", "skip")
+#: How many questions a dynamic-sampling round after the first takes (EmpoArguments.sampling_round_size).
+ROUND_SIZES = ("generation_batch", "shortfall")
 #: What label-free stopping does when its rule fires (EmpoArguments.stopping; empo.training.stopping).
 STOPPING_MODES = ("mark", "stop", "off")
 #: The judges of the 'entailment' clustering (EmpoArguments.entailment_judge); empo.clustering.judges builds each.
@@ -67,6 +69,14 @@ class EmpoArguments:
     max_sampling_rounds: int = field(default=4, metadata={
         "help": "With dynamic_sampling: generation rounds per generation batch, the first included; a batch still "
                 "short of accepted groups then trains on what it has or skips (dynamic_sampling_unfilled)."})
+    sampling_round_size: str = field(default="generation_batch", metadata={
+        "help": "With dynamic_sampling, the questions each round after the first takes: 'generation_batch' (a whole "
+                "generation batch, as DAPO) or 'shortfall' (the groups still missing divided by the run's running "
+                "acceptance rate, at least the groups missing and at most sampling_round_cap generation batches: "
+                "fewer rounds and fewer batches left short; see empo.training.dynamic_sampling.RoundSizer)."})
+    sampling_round_cap: float = field(default=2.0, metadata={
+        "help": "With sampling_round_size 'shortfall': the most questions one round takes, in generation batches "
+                "(bounds the generation memory of a round)."})
     dynamic_sampling_unfilled: str = field(default="train", metadata={
         "help": "With dynamic_sampling, a batch short of accepted groups after max_sampling_rounds: 'train' (on the "
                 "accepted groups it has, the rest of the batch masked out exactly as the filter does) or 'skip' (no "

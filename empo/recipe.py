@@ -111,7 +111,7 @@ def validate(empo_args, training_args, check_machine: bool = True, num_rewards: 
     """Every check a recipe gets, before any model loads; one :class:`ConfigError` naming the setting.
     ``num_rewards``: the rewards a direct caller of ``EmpoTrainer`` hands it (their weights are checked against those,
     not against ``reward_funcs``); ``base_dirs``: where a reward file named relative to the recipe is looked for."""
-    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES, STOPPING_MODES, UNFILLED
+    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES, ROUND_SIZES, STOPPING_MODES, UNFILLED
     from empo.rewards.registry import check_rewards
 
     e = empo_args
@@ -136,6 +136,10 @@ def validate(empo_args, training_args, check_machine: bool = True, num_rewards: 
                           "or min_majority_share > 0")
     if e.max_sampling_rounds < 1:
         raise ConfigError(f"max_sampling_rounds: {e.max_sampling_rounds} must be >= 1")
+    if e.sampling_round_size not in ROUND_SIZES:
+        raise ConfigError(f"sampling_round_size: '{e.sampling_round_size}' is not one of {list(ROUND_SIZES)}")
+    if e.sampling_round_cap < 1:
+        raise ConfigError(f"sampling_round_cap: {e.sampling_round_cap} must be >= 1 (generation batches)")
     if e.dynamic_sampling_unfilled not in UNFILLED:
         raise ConfigError(f"dynamic_sampling_unfilled: '{e.dynamic_sampling_unfilled}' is not one of {list(UNFILLED)}")
     if e.log_samples_every < 1:

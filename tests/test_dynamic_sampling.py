@@ -29,7 +29,7 @@ from scripted import (
 from empo.configs import EmpoArguments
 from empo.errors import ConfigError
 from empo.recipe import validate
-from empo.training.dynamic_sampling import RefillSampler
+from empo.training.dynamic_sampling import RefillSampler, RoundSizer
 
 HERE = Path(__file__).resolve().parent / "helpers"
 Q = list(SCRIPT)
@@ -141,11 +141,44 @@ def test_the_question_stream_resumes_where_it_stopped(tmp_path, tiny):
     first.train()
     saved = json.loads((tmp_path / "cut" / "out" / "checkpoint-1" / "empo_trainer_state.json").read_text())
     assert saved["refill_sampler"] == first._refill.state_dict() and saved["refill_sampler"]["position"] > 0
+    assert saved["round_sizer"] == first._round_sizer.state_dict() and saved["round_sizer"]["sampled"] > 0
     resumed = make_trainer(tmp_path / "cut", tiny, ORDER, per_device=G * 2, save_strategy="steps", save_steps=1,
                            max_steps=2, **DYNAMIC)
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "out" / "checkpoint-1"))
     assert step_rows(tmp_path / "cut" / "out", 1) == step_rows(tmp_path / "whole" / "out", 1) != []
     assert resumed._refill.state_dict() == whole._refill.state_dict()
+    assert resumed._round_sizer.state_dict() == whole._round_sizer.state_dict()
+
+
+def test_shortfall_rounds_are_the_missing_groups_over_the_running_acceptance_rate():
+    whole = RoundSizer("generation_batch", need=2, group_size=8, num_processes=1)
+    whole.update(0, 2)
+    assert whole.size(1) == whole.size(2) == 2
+    sizer = RoundSizer("shortfall", need=4, group_size=8, num_processes=1, cap=2.0)
+    assert sizer.acceptance_rate == 0.5 and sizer.size(1) == 2 and sizer.size(3) == 6  # Laplace: 1/2 at first
+    sizer.update(accepted=2, sampled=10)  # (2 + 1) / (10 + 2) = 1/4
+    assert sizer.size(1) == 4 and sizer.size(2) == 8 and sizer.size(3) == 8  # at most 2 generation batches
+    sizer.update(accepted=100, sampled=100)  # 103 / 112: 3 / 0.92 = 3.26, rounded up
+    assert sizer.size(3) == 4
+    odd = RoundSizer("shortfall", need=4, group_size=1, num_processes=2)
+    assert odd.size(1) == 2 and odd.size(3) == 6  # 3/0.5 = 6; and a whole number of rows per process
+    odd.update(1, 3)  # 2/5: ceil(1 / 0.4) = 3 questions, one row each: 4 so that 2 processes get 2 each
+    assert odd.size(1) == 4
+    restored = RoundSizer("shortfall", need=4, group_size=8, num_processes=1)
+    restored.load_state_dict(sizer.state_dict())
+    assert restored.size(3) == sizer.size(3) and restored.acceptance_rate == sizer.acceptance_rate
+
+
+def test_a_shortfall_round_takes_the_questions_the_rate_says(tmp_path, tiny):
+    # round 0 (the dataloader's two questions) is rejected whole: rate (0 + 1) / (2 + 2) = 1/4, so the second round
+    # takes min(2 / (1/4), 2 x 2) = 4 questions -- the whole stream, both mixed ones with it: two rounds, not three+
+    trainer = make_trainer(tmp_path, tiny, ORDER, per_device=G * 2, sampling_round_size="shortfall", **DYNAMIC)
+    trainer.model.train()
+    trainer._generate_and_score_completions(generation_batch(trainer, ORDER[:2]))
+    m = trainer._metrics["train"]
+    assert m["empo/sampling_rounds"] == [2.0] and m["empo/questions_sampled"] == [6.0]
+    assert m["empo/groups_trained"] == [2.0] and sorted(trained_ids(tmp_path / "out")) == ["2", "3"]
+    assert m["empo/acceptance_rate"] == [pytest.approx(3 / 8)]  # 2 of 6 accepted, Laplace's rule
 
 
 def test_settings_without_a_criterion_or_that_standardise_over_the_batch_are_refused(tmp_path):

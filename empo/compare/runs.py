@@ -23,7 +23,8 @@ SEED_KEYS = {"training.seed", "training.data_seed",
 #: is the paper's ablation), a minimum majority share, and dynamic sampling.
 METHOD_KEYS = {"empo.reward_funcs", "empo.reward_options", "training.reward_weights", "empo.entropy_filter",
                "empo.delta_low", "empo.delta_high", "empo.min_majority_share", "empo.dynamic_sampling",
-               "empo.max_sampling_rounds", "empo.dynamic_sampling_unfilled"}
+               "empo.max_sampling_rounds", "empo.dynamic_sampling_unfilled", "empo.sampling_round_size",
+               "empo.sampling_round_cap"}
 
 
 @dataclass
@@ -52,7 +53,8 @@ def method_name(record: dict) -> str:
     """The reward(s) and their options, then which groups train when that is not the default: ``empo``,
     ``empo+format@1.0,0.5``, ``empo{empo.no_answer_reward=-0.5}``,
     ``empo[no filter]``, ``empo[H in (0.0, 1.04)]``, ``empo[majority >= 0.5, dynamic]``,
-    ``empo[H in (0.0, 1.04), dynamic x6, skip short]`` (dynamic sampling with other rounds or short-batch rule)."""
+    ``empo[H in (0.0, 1.04), dynamic x6, skip short]`` (dynamic sampling with other rounds or short-batch rule),
+    ``empo[..., dynamic, shortfall rounds <= 2.0x]`` (rounds sized to the shortfall)."""
     from empo.configs import EmpoArguments
 
     empo, defaults = record["empo"], EmpoArguments()
@@ -76,7 +78,9 @@ def method_name(record: dict) -> str:
     if setting("dynamic_sampling"):
         rounds = setting("max_sampling_rounds")
         tags.append("dynamic" + (f" x{rounds}" if rounds != defaults.max_sampling_rounds else "")
-                    + (", skip short" if setting("dynamic_sampling_unfilled") == "skip" else ""))
+                    + (", skip short" if setting("dynamic_sampling_unfilled") == "skip" else "")
+                    + (f", shortfall rounds <= {setting('sampling_round_cap')}x" if setting("sampling_round_size")
+                       == "shortfall" else ""))
     return name + (f"[{', '.join(tags)}]" if tags else "")
 
 

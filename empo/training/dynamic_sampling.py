@@ -5,13 +5,17 @@ A generation round is TRL's own ``_generate_and_score_completions`` on a generat
 round takes the dataloader's batch; every further round takes a fresh generation batch of questions from a
 :class:`RefillSampler` (a seeded stream over the training set, its position saved with each checkpoint, so a
 resumed run draws the same questions). The trainer keeps the groups its criterion accepts, round after round, until
-it holds a full generation batch of them or ``max_sampling_rounds`` is spent; the rows of the chosen groups are then
+it holds a full generation batch of them or ``max_sampling_rounds`` is spent (each round after the first a whole
+generation batch of questions, or, with ``sampling_round_size: shortfall``, as many as :class:`RoundSizer` says the
+shortfall needs); the rows of the chosen groups are then
 assembled into one generation batch in TRL's layout (:func:`assemble`), which TRL splits into micro-batches as
 usual. Here live the row operations: gathering a round's rows from every process, cutting them into groups,
 masking filler groups, and concatenating groups generated in different rounds (padded to a common width).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -62,6 +66,46 @@ class RefillSampler:
     def load_state_dict(self, state: dict) -> None:
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
         self._order = self._permutation()
+
+
+class RoundSizer:
+    """The questions of a generation round after the first.
+
+    ``generation_batch``: a whole generation batch (``need`` questions), as DAPO. ``shortfall``: the groups still
+    missing divided by the run's running acceptance rate, ``(accepted + 1) / (sampled + 2)`` over every round so far
+    (Laplace's rule: 1/2 before the first round; saved with each checkpoint, so a resumed run sizes its rounds as the
+    uninterrupted one), rounded up; at least the groups missing, at most ``cap`` generation batches, and a whole
+    number of rows per process. Sizing to the shortfall cuts the rounds a step needs and the steps left short after
+    ``max_sampling_rounds``; it cannot cut the completions generated per *trained* group below ``1 / acceptance
+    rate`` groups (no sampler that trains on-policy accepted groups only can), and it drops more surplus groups.
+    """
+
+    def __init__(self, mode: str, need: int, group_size: int, num_processes: int, cap: float = 2.0):
+        self.mode, self.need, self.group_size, self.num_processes = mode, need, group_size, num_processes
+        self.cap = max(need, int(cap * need))
+        self.accepted, self.sampled = 0, 0
+
+    @property
+    def acceptance_rate(self) -> float:
+        return (self.accepted + 1) / (self.sampled + 2)
+
+    def size(self, shortfall: int) -> int:
+        if self.mode == "generation_batch":
+            return self.need
+        questions = min(self.cap, max(shortfall, math.ceil(shortfall / self.acceptance_rate - 1e-9)))
+        while (questions * self.group_size) % self.num_processes:  # every process generates the same number of rows
+            questions += 1
+        return questions
+
+    def update(self, accepted: int, sampled: int) -> None:
+        self.accepted += accepted
+        self.sampled += sampled
+
+    def state_dict(self) -> dict:
+        return {"accepted": self.accepted, "sampled": self.sampled}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.accepted, self.sampled = state["accepted"], state["sampled"]
 
 
 def local_rows(dataset, indices: list[int], group_size: int, process_index: int, num_processes: int) -> list[dict]:

@@ -12,8 +12,9 @@ raises ``BatchStateError``):
   ``empo.rewards.contract``: the group view with every call, and **no gold column for a label-free reward**.
 - ``_generate_and_score_completions``: after TRL scored generation n (and before its buffer is split into
   micro-batches), keeps a group only when delta_low < H < delta_high, from the same groups; with dynamic sampling,
-  further rounds (``_dynamic_generation_batch``), and the step's length, reward and entropy metrics are those of
-  the groups that trained (every round's under ``sampled/``).
+  further rounds (``_dynamic_generation_batch``; each a generation batch of questions, or as many as the shortfall
+  needs at the run's acceptance rate: ``RoundSizer``, its counts saved with each checkpoint), and the step's
+  length, reward and entropy metrics are those of the groups that trained (every round's under ``sampled/``).
 - ``compute_loss``: TRL's loss times the generation batch's filter scale (below).
 - the optimizer's ``step``: skipped when no process had a kept token in the whole accumulation window
   (``StepGate``), so a batch whose groups were all filtered moves no weight (no weight decay, no Adam step). The
@@ -102,11 +103,16 @@ class EmpoTrainer(GRPOTrainer):
             super().__init__(**kwargs)
         self._sample_log = JsonlAppender(f"{self.args.output_dir}/samples.jsonl") if self.accelerator.is_main_process \
             else None
-        self._refill = None  # dynamic sampling's question stream for the rounds after the first
+        self._refill = None  # dynamic sampling's question stream for the rounds after the first, and their sizes
+        self._round_sizer = None
         if self.empo_args.dynamic_sampling:
-            from empo.training.dynamic_sampling import RefillSampler
+            from empo.training.dynamic_sampling import RefillSampler, RoundSizer
 
             self._refill = RefillSampler(len(self.train_dataset), seed=self.args.seed + 1)
+            self._round_sizer = RoundSizer(self.empo_args.sampling_round_size,
+                                           self.args.generation_batch_size // self.num_generations,
+                                           self.num_generations, self.accelerator.num_processes,
+                                           self.empo_args.sampling_round_cap)
 
     # --- hooks -------------------------------------------------------------------------------------------------
     def _generate(self, prompts):
@@ -233,7 +239,8 @@ class EmpoTrainer(GRPOTrainer):
 
     def _dynamic_generation_batch(self, inputs):
         """Dynamic sampling (``empo.training.dynamic_sampling``): generation rounds until the generation batch holds
-        only accepted groups, or ``max_sampling_rounds`` are spent; surplus accepted groups are dropped."""
+        only accepted groups, or ``max_sampling_rounds`` are spent (rounds after the first sized by ``RoundSizer``);
+        surplus accepted groups are dropped."""
         from empo.training import dynamic_sampling as ds
 
         ea, g = self.empo_args, self.num_generations
@@ -245,8 +252,9 @@ class EmpoTrainer(GRPOTrainer):
         started = time.perf_counter()
         for round_index in range(ea.max_sampling_rounds):
             if round_index:
-                inputs = ds.local_rows(self.train_dataset, self._refill.take(need), g, self.accelerator.process_index,
-                                       self.accelerator.num_processes)
+                questions_wanted = self._round_sizer.size(need - len(chosen))
+                inputs = ds.local_rows(self.train_dataset, self._refill.take(questions_wanted), g,
+                                       self.accelerator.process_index, self.accelerator.num_processes)
             output, generation = self._scored_generation(inputs)
             batch = generation.groups
             rows = ds.gather_rows(self.accelerator, output, pad_id)
@@ -262,6 +270,7 @@ class EmpoTrainer(GRPOTrainer):
                     figures.append((batch.groups[qi], lengths[qi * g:(qi + 1) * g],
                                     generation.rewards[qi * g:(qi + 1) * g]))
             advantages = rows["advantages"].tolist()
+            self._round_sizer.update(sum(accepted), len(batch.groups))
             questions += len(batch.groups)
             tokens += int(rows["completion_mask"].sum().item())
             self._log_group_metrics("train", batch, accepted, trained, advantages)
@@ -287,6 +296,7 @@ class EmpoTrainer(GRPOTrainer):
         m["empo/groups_surplus"].append(float(surplus))
         m["empo/generated_tokens"].append(float(tokens))
         m["empo/sampling_seconds"].append(time.perf_counter() - started)
+        m["empo/acceptance_rate"].append(self._round_sizer.acceptance_rate)  # the run's, so far (sizes the rounds)
         return output
 
     def _log_trained_figures(self, logged: dict, figures: list) -> None:
@@ -390,6 +400,7 @@ class EmpoTrainer(GRPOTrainer):
                 state = {"skipped_optimizer_steps": self.step_gate.skipped}
                 if self._refill is not None:
                     state["refill_sampler"] = self._refill.state_dict()
+                    state["round_sizer"] = self._round_sizer.state_dict()
                 atomic_write_json(folder / self.STATE_FILE, state)
         except Exception as e:  # noqa: BLE001 - a full disk shows as OSError or as a native writer's own error
             full = checkpoints.disk_full_error(folder, e) if self.args.should_save else None
@@ -412,6 +423,8 @@ class EmpoTrainer(GRPOTrainer):
         self.step_gate.skipped = int(state.get("skipped_optimizer_steps", 0))
         if self._refill is not None:
             self._refill.load_state_dict(state["refill_sampler"])
+            if "round_sizer" in state:  # checkpoints from before round sizing: every round a generation batch
+                self._round_sizer.load_state_dict(state["round_sizer"])
 
     # --- logging -----------------------------------------------------------------------------------------------
     def _log_group_metrics(self, mode, batch, kept, trained, advantages):
