@@ -246,9 +246,15 @@ def format_status(states: list[RunState]) -> str:
     todo = [s for s in states if s.state != "done"]
     estimates = [estimate_seconds(states, s.method) for s in todo]
     known = [e for e in estimates if e is not None]
-    left = (f"about {sum(known) / 60:.0f} min left" + (f" (+{len(todo) - len(known)} runs without an estimate)"
-            if len(known) < len(todo) else "")) if todo else "nothing left"
+    if not todo:
+        left = "nothing left"
+    elif not known:
+        left = "no estimate of the time left yet (no run of the sweep is done)"
+    else:
+        left = f"about {sum(known) / 60:.0f} min left" + (
+            f" (+{len(todo) - len(known)} runs without an estimate)" if len(known) < len(todo) else "") + \
+            " (from finished siblings' wall time)"
     done = sum(s.state == "done" for s in states)
     stale = sum(s.state == "stale" for s in states)
     return "\n".join([f"{done} of {len(states)} runs done, {stale} stale, {len(states) - done - stale} missing; "
-                      f"{left} (from finished siblings' wall time)", *lines])
+                      f"{left}", *lines])

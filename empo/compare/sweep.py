@@ -201,8 +201,8 @@ def sweep_states(sweep: Sweep, store) -> list:
     """Every run of the sweep as the store sees it (:class:`empo.compare.store.RunState`)."""
     max_steps, blocks, checkpoint_blocks = sweep.max_steps(), sweep.blocks(), sweep.checkpoint_blocks()
     states = []
-    for method in sweep.arms():
-        for seed in sweep.seeds:
+    for seed in sweep.seeds:  # seed-major: an unfinished sweep is a whole replicate before it is part of a second
+        for method in sweep.arms():
             covering = [b for b in blocks if b.seeds is None or seed in b.seeds]
             states.append(store.run_state(sweep.run_dir(method, seed).name, method.name, seed,
                                           sweep.run_record(method, seed), max_steps, covering,
