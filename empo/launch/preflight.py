@@ -8,7 +8,8 @@ the checks that concern its own node. Checks:
   wandb has a key (``wandb login``, ``WANDB_API_KEY``) or runs offline (``WANDB_MODE=offline``);
 * ``versions``: the installed torch, transformers, TRL, peft, accelerate, vLLM and DeepSpeed against the one table of
   supported sets, which is empo's own requirements (``pyproject.toml``, read from the installed package's metadata;
-  vLLM's is the ``vllm`` extra's pin, inside the range TRL declares);
+  vLLM's is the ``vllm`` extra's pin, inside the range TRL declares); fails where TRL's private surface differs from
+  empo's, and says (without failing) which versions are outside the tested ranges (:mod:`empo.versions`);
 * ``cuda``: CUDA usable, with the GPUs per node the plan needs;
 * ``driver``: the NVIDIA driver supports the CUDA version the installed torch wheels were built for;
 * ``gpu_memory``: free memory on each GPU against the plan's per-GPU need;
@@ -92,10 +93,16 @@ def versions(needs_vllm: bool, needs_deepspeed: bool) -> Check:
             wrong.append(f"{name} {installed} is outside {spec}")
         else:
             have.append(f"{name} {installed}")
+    from empo import versions as tested
+
     if wrong:
         return Check("versions", False, "; ".join(wrong) + " (the supported sets are empo's requirements: "
                                                            "pip install \"empo[vllm,deepspeed]\")")
-    return Check("versions", True, ", ".join(have))
+    broken = tested.broken()
+    if broken:
+        return Check("versions", False, "; ".join(broken))
+    untested = tested.untested()
+    return Check("versions", True, ", ".join(have) + ("; untested: " + "; ".join(untested) if untested else ""))
 
 
 def cuda(gpus_per_node: int) -> Check:

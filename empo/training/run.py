@@ -123,8 +123,11 @@ def train(recipe, callbacks=()) -> int:
     from empo.training.preemption import Preemption, PreemptionCallback
     from empo.training.stopping import StoppingCallback, StoppingRule, read_record
     from empo.training.trainer import EmpoTrainer
+    from empo.versions import check_installed
 
     preemption = Preemption().install()  # from here on a SIGTERM/SIGUSR1 saves and requeues instead of killing
+    # an error where empo is known to fail (every process); a warning per version outside the tested ranges (once)
+    check_installed(warn=None if is_main_launcher_process() else lambda line: None)
     check_model_spec(model_args.model_name_or_path)
     node_preflight(recipe)
     set_threads(empo_args.num_threads)
