@@ -1,15 +1,18 @@
-"""Judge quality and speed on the committed labelled answer pairs (tests/data/answer_pairs.jsonl).
+"""Judge quality and speed on the committed labelled answer pairs (tests/data/answer_pairs.jsonl), before and after
+the free-form clustering rule reduces answers to their answering parts and applies the typed guards.
 
-For each judge, every pair is scored in both directions (once for a symmetric judge) and a pair is "same
-meaning" when both directions reach the judge's threshold -- the bidirectional rule clustering uses.  Reported:
+Each pair is decided two ways, the bidirectional rule both times (both directions reach the threshold):
 
-* precision, recall, F1 and accuracy of "same meaning" at the judge's default threshold, overall and per
-  question type (factual, numeric_units, yes_no, definition, one_way);
-* the same at the threshold that maximises F1 on this set (in-sample, so optimistic: a calibration hint, not
-  a held-out figure);
-* directed pairs per second of scoring (CPU, ``--threads`` torch threads, model load excluded), and groups per
-  second of :func:`empo.clustering.freeform.cluster_texts` on one group per question of the set (its distinct answers);
-* Cohen's kappa and raw agreement of every two judges' decisions.
+* ``whole``: the judge on the two whole answers (what clustering did before the answering parts);
+* ``rule``: what :func:`empo.clustering.freeform.cluster_texts` does -- equal answering parts are the same, a typed
+  guard's "different" stands, otherwise the judge on the two answering parts.
+
+Thresholds are calibrated on the pairs of the ``calibration`` split (all pairs of a question share one split): the
+lowest threshold whose precision there reaches 0.9 (the highest-F1 one when none does); figures are reported on the
+``heldout`` split, overall and per pair type (number, entity, polarity, antonym, paraphrase, span_in_sentence,
+one_way, unrelated), at the judge's default threshold and at the calibrated one. Also: directed pairs per second
+(CPU, ``--threads`` torch threads, model load excluded) and groups per second of ``cluster_texts`` on one group
+per question (its distinct answers); Cohen's kappa of every two judges' heldout decisions (the rule, calibrated).
 
     python scripts/bench_judges.py            # embedding + verifier -> eval/results/benchmarks/judges_cpu.json
     python scripts/bench_judges.py --judges nli --nli-model DIR --merge   # add a judge to the same report
@@ -51,45 +54,98 @@ def kappa(x: list[bool], y: list[bool]) -> dict:
     return {"agreement": agree, "cohen_kappa": (agree - chance) / (1 - chance) if chance < 1 else None}
 
 
-def evaluate(judge, rows: list[dict], cluster_groups: int | None = None) -> dict:
+TARGET_PRECISION = 0.9
+
+
+def pair_scores(judge, rows: list[dict], rule: bool) -> tuple[list[float], float, int]:
+    """Per pair, the score the decision compares with the threshold: the lower of the two directions' judge scores
+    (once for a symmetric judge); with ``rule``, on the answering parts, +inf for equal parts and -inf where a guard
+    says different. Returns the scores, the judge's seconds and the directed pairs it scored."""
+    from empo.clustering.answer_parts import answering_part, same_part
+    from empo.clustering.guards import different
+
+    scores: list[float | None] = [None] * len(rows)
+    asks: dict[str, list[tuple[int, str, str]]] = {}
+    for i, r in enumerate(rows):
+        a, b = r["a"], r["b"]
+        if rule:
+            pa, pb = answering_part(r["question"], a), answering_part(r["question"], b)
+            if different(pa, pb, a, b, r["question"]):
+                scores[i] = float("-inf")
+                continue
+            if same_part(pa, pb):
+                scores[i] = float("inf")
+                continue
+            a, b = pa, pb
+        asks.setdefault(r["question"], []).append((i, a, b))
+    seconds, directed = 0.0, 0
+    for q, items in asks.items():  # one call per question: the judge batches as clustering does
+        pairs = [(a, b) for _, a, b in items] + ([] if judge.symmetric else [(b, a) for _, a, b in items])
+        t = time.perf_counter()
+        got = judge.entails(q, pairs)
+        seconds += time.perf_counter() - t
+        directed += len(pairs)
+        n = len(items)
+        for k, (i, _, _) in enumerate(items):
+            scores[i] = got[k] if judge.symmetric else min(got[k], got[n + k])
+    return scores, seconds, directed
+
+
+def calibrate(scores: list[float], gold: list[bool]) -> float:
+    """The lowest threshold whose precision reaches TARGET_PRECISION (the highest-F1 one when none does)."""
+    candidates = sorted({s for s in scores if s not in (float("inf"), float("-inf"))})
+    if not candidates:
+        return 0.5
+    stats = [(t, prf([s >= t for s in scores], gold)) for t in candidates]
+    good = [t for t, m in stats if m["precision"] is not None and m["precision"] >= TARGET_PRECISION]
+    return min(good) if good else max(stats, key=lambda x: x[1]["f1"])[0]
+
+
+def decisions_report(scores: list[float], rows: list[dict], threshold: float) -> dict:
+    pred = [s >= threshold for s in scores]
+    out = {"threshold": threshold}
+    for split in ("calibration", "heldout"):
+        idx = [i for i, r in enumerate(rows) if r["split"] == split]
+        out[split] = prf([pred[i] for i in idx], [rows[i]["same_meaning"] for i in idx])
+    held = [i for i, r in enumerate(rows) if r["split"] == "heldout"]
+    out["heldout_by_type"] = {t: prf([pred[i] for i in held if rows[i]["type"] == t],
+                                     [rows[i]["same_meaning"] for i in held if rows[i]["type"] == t])
+                              for t in sorted({rows[i]["type"] for i in held})}
+    return out
+
+
+def evaluate(judge, rows: list[dict], cluster_groups: int | None = None) -> tuple[dict, list[bool]]:
     from empo.clustering.freeform import PairCache, cluster_texts
 
     gold = [r["same_meaning"] for r in rows]
+    calibration = [i for i, r in enumerate(rows) if r["split"] == "calibration"]
     judge.entails(rows[0]["question"], [(rows[0]["a"], rows[0]["b"])])  # warm-up, not timed
-    t = time.perf_counter()
+    default = judge.threshold
+    out = {"default_threshold": default}
+    for way in ("whole", "rule"):
+        if hasattr(judge, "_cache"):
+            judge._cache.clear()
+        t = time.perf_counter()
+        scores, judge_s, directed = pair_scores(judge, rows, rule=way == "rule")
+        total = time.perf_counter() - t
+        tuned = calibrate([scores[i] for i in calibration], [gold[i] for i in calibration])
+        out[way] = {"default": decisions_report(scores, rows, default),
+                    "calibrated": decisions_report(scores, rows, tuned),
+                    "directed_pairs_judged": directed, "judge_seconds": judge_s,
+                    "pairs_decided_per_s": len(rows) / total,
+                    "scores": [None if s is None else s if abs(s) != float("inf") else (1e9 if s > 0 else -1e9)
+                               for s in scores]}
+        if way == "rule":
+            pred = [s >= tuned for s in scores]
+    # clustering throughput: one group per question (its distinct answers), fresh cache, as in training
     by_q: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         by_q.setdefault(r["question"], []).append(i)
-    forward, backward = [0.0] * len(rows), [0.0] * len(rows)
-    for q, idx in by_q.items():  # one call per question: the judge batches as clustering does
-        directed = [(rows[i]["a"], rows[i]["b"]) for i in idx]
-        if not judge.symmetric:
-            directed += [(rows[i]["b"], rows[i]["a"]) for i in idx]
-        scores = judge.entails(q, directed)
-        for k, i in enumerate(idx):
-            forward[i] = scores[k]
-            backward[i] = scores[k] if judge.symmetric else scores[len(idx) + k]
-    seconds = time.perf_counter() - t
-    n_directed = len(rows) * (1 if judge.symmetric else 2)
-    pair_score = [min(f, b) for f, b in zip(forward, backward)]  # both directions must hold
-    pred = [judge.decide(s) for s in pair_score]
-
-    out = {"threshold": judge.threshold, "directed_pairs": n_directed, "seconds": seconds,
-           "pairs_per_s": n_directed / seconds, "default_threshold": prf(pred, gold),
-           "by_type": {}}
-    for typ in sorted({r["type"] for r in rows}):
-        idx = [i for i, r in enumerate(rows) if r["type"] == typ]
-        out["by_type"][typ] = prf([pred[i] for i in idx], [gold[i] for i in idx])
-    best = max(sorted(set(pair_score)), key=lambda t: prf([s >= t for s in pair_score], gold)["f1"])
-    out["best_f1_threshold_in_sample"] = {"threshold": best, **prf([s >= best for s in pair_score], gold)}
-    out["scores"] = [{"id": r["id"], "a_to_b": f, "b_to_a": b, "same": p}
-                     for r, f, b, p in zip(rows, forward, backward, pred)]
-
-    # clustering throughput: one group per question (its distinct answers), fresh cache, as in training
     groups = [(q, list(dict.fromkeys(t for i in idx for t in (rows[i]["a"], rows[i]["b"])))) for q, idx in by_q.items()]
     groups = groups[:cluster_groups]
     if hasattr(judge, "_cache"):
         judge._cache.clear()  # cold embedding cache: a training group's answers are new texts
+    judge.threshold = out["rule"]["calibrated"]["threshold"]
     before = judge.pairs_scored
     t = time.perf_counter()
     for q, answers in groups:
@@ -98,6 +154,7 @@ def evaluate(judge, rows: list[dict], cluster_groups: int | None = None) -> dict
     out["clustering"] = {"groups": len(groups), "answers": sum(len(a) for _, a in groups),
                          "directed_pairs_judged": judge.pairs_scored - before, "seconds": cseconds,
                          "groups_per_s": len(groups) / cseconds}
+    judge.threshold = default
     return out, pred
 
 
@@ -136,6 +193,8 @@ def main(argv=None) -> int:
 
     report = {"pairs_file": str(Path(args.pairs).relative_to(ROOT)) if Path(args.pairs).resolve().is_relative_to(ROOT)
               else args.pairs, "pairs": len(rows), "same_meaning_pairs": sum(r["same_meaning"] for r in rows),
+              "split": {sp: sum(r["split"] == sp for r in rows) for sp in ("calibration", "heldout")},
+              "target_precision": TARGET_PRECISION,
               "threads": args.threads, "device": args.device, "note": args.note, "judges": {}, "agreement": {},
               "provenance": provenance(["python", *sys.argv])}
     decisions = {}
@@ -147,12 +206,13 @@ def main(argv=None) -> int:
         result = {"model": models[name], "load_s": load_s, **result}
         report["judges"][name] = result
         decisions[name] = pred
-        d = result["default_threshold"]
-        print(f"{name:10s} P={d['precision']} R={d['recall']} F1={d['f1']:.3f} acc={d['accuracy']:.3f} "
-              f"{result['pairs_per_s']:.1f} pairs/s (threshold {result['threshold']}); best in-sample F1 "
-              f"{result['best_f1_threshold_in_sample']['f1']:.3f} at "
-              f"{result['best_f1_threshold_in_sample']['threshold']:.3f}",
-              flush=True)
+        for way in ("whole", "rule"):
+            for which in ("default", "calibrated"):
+                d = result[way][which]
+                h = d["heldout"]
+                print(f"{name:10s} {way:5s} {which:10s} t={d['threshold']:.3f} heldout P={h['precision']} "
+                      f"R={h['recall']} F1={h['f1']:.3f}; {result[way]['pairs_decided_per_s']:.1f} pairs/s",
+                      flush=True)
         del judge
     if args.merge and Path(args.output).exists():  # keep the other judges' figures from an earlier run
         old = json.loads(Path(args.output).read_text())
@@ -160,9 +220,11 @@ def main(argv=None) -> int:
             for name, result in old.get("judges", {}).items():
                 if name not in report["judges"]:
                     report["judges"][name] = result
-                    decisions[name] = [s["same"] for s in result["scores"]]
+                    scores, t = result["rule"]["scores"], result["rule"]["calibrated"]["threshold"]
+                    decisions[name] = [s >= t for s in scores]
+    held = [i for i, r in enumerate(rows) if r["split"] == "heldout"]
     for x, y in itertools.combinations(sorted(decisions), 2):
-        report["agreement"][f"{x}~{y}"] = kappa(decisions[x], decisions[y])
+        report["agreement"][f"{x}~{y}"] = kappa([decisions[x][i] for i in held], [decisions[y][i] for i in held])
         print(f"agreement {x}~{y}: {report['agreement'][f'{x}~{y}']}")
     atomic_write_json(args.output, report)
     print(f"wrote {args.output}")

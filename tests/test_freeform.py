@@ -76,7 +76,25 @@ def test_fast_path_joins_equal_normalised_strings_without_the_judge():
     judge = ScriptedJudge()
     ids = cluster_texts("q?", ["Paris", "paris.", " PARIS ", "Lyon", "lyon!"], judge)
     assert partition(ids) == [[0, 1, 2], [3, 4]]
-    assert judge.judged == [("Lyon", "Paris")]  # one representative pair, forward direction only (it failed)
+    assert judge.judged == []  # equal strings need no judge; Paris and Lyon: the entity guard, no judge either
+    judge = ScriptedJudge()
+    ids = cluster_texts("q?", ["rain", "Rain.", " RAIN ", "snow", "snow!"], judge)
+    assert partition(ids) == [[0, 1, 2], [3, 4]]
+    assert judge.judged == [("rain", "snow")]  # one pair of answering parts, forward direction only (it failed)
+
+
+def test_the_judge_compares_answering_parts_and_equal_parts_need_no_judge():
+    judge = ScriptedJudge()
+    ids = cluster_texts("How many legs does a spider have?", ["8.", "A spider has 8 legs.", "eight", "six"], judge)
+    assert partition(ids) == [[0, 1, 2], [3]]
+    assert judge.judged == []  # 8 = 8 = eight: one part; 8 against 6: the number guard
+    judge = ScriptedJudge(both("frozen water", "solid water"))
+    ids = cluster_texts("What is ice?", ["Ice is solid water.", "solid water!", "frozen water", "Ice is liquid water."],
+                        judge)
+    assert partition(ids) == [[0, 1, 2], [3]]
+    # liquid against solid: the contrast guard, not the judge; frozen against liquid: the judge (no guard knows)
+    assert sorted(judge.judged) == [("frozen water", "liquid water"), ("frozen water", "solid water"),
+                                    ("solid water", "frozen water")]
 
 
 # --- the bidirectional rule -------------------------------------------------------------------------------------
@@ -88,16 +106,16 @@ def test_paraphrases_merge_and_non_paraphrases_do_not():
 
 def test_one_way_entailment_makes_different_clusters():
     # the more specific answer entails the vaguer one, not back: not the same meaning
-    judge = ScriptedJudge([("In Paris, France", "In Europe")])
-    ids = cluster_texts("Where is the Eiffel Tower?", ["In Paris, France", "In Europe", "In Paris, France"], judge)
+    judge = ScriptedJudge([("paris france", "europe")])  # the judge sees answering parts
+    ids = cluster_texts("Where is the tower?", ["in paris, france", "in europe", "in paris, france"], judge)
     assert partition(ids) == [[0, 2], [1]]
-    assert ("In Europe", "In Paris, France") in judge.judged  # the reverse direction was asked, and said no
+    assert ("europe", "paris france") in judge.judged  # the reverse direction was asked, and said no
 
 
 def test_chains_of_two_way_links_are_one_cluster_connected_components():
     # A<=>B and B<=>C, the judge says A and C differ: connected components put all three together
-    judge = ScriptedJudge(both("A1", "B22") + both("B22", "C333"))
-    assert partition(cluster_texts("q", ["A1", "C333", "B22", "D4444"], judge)) == [[0, 1, 2], [3]]
+    judge = ScriptedJudge(both("alpha", "bravo") + both("bravo", "charlie"))
+    assert partition(cluster_texts("q", ["alpha", "charlie", "bravo", "dingo"], judge)) == [[0, 1, 2], [3]]
 
 
 def test_missing_answers_are_singletons():
@@ -108,21 +126,21 @@ def test_missing_answers_are_singletons():
 
 
 def test_partition_does_not_depend_on_answer_order():
-    links = both("Paris", "Paris, France") + both("Paris, France", "the French capital") + [("Lyon", "France")]
-    answers = ["Paris", "Lyon", "Paris, France", "France", "the French capital", "Lyon"]
+    links = both("alpha", "alpha bravo") + both("alpha bravo", "charlie") + [("dingo", "echo")]
+    answers = ["alpha", "dingo", "alpha, bravo", "echo", "the charlie", "dingo"]
     expected = None
     for perm in itertools.permutations(range(len(answers))):
         ids = cluster_texts("q", [answers[i] for i in perm], ScriptedJudge(links))
         by_text = sorted(sorted(answers[perm[i]] for i in g) for g in partition(ids))
         expected = expected or by_text
         assert by_text == expected
-    assert expected == [["France"], ["Lyon", "Lyon"], ["Paris", "Paris, France", "the French capital"]]
+    assert expected == [["alpha", "alpha, bravo", "the charlie"], ["dingo", "dingo"], ["echo"]]
 
 
 # --- cost: each directed pair at most once, batched, cached ----------------------------------------------------
 def test_each_directed_pair_judged_at_most_once_in_two_batched_calls():
-    texts = ["a1", "b22", "c333", "d4444", "e55555"]
-    judge = ScriptedJudge(both("a1", "b22") + [("c333", "d4444")])
+    texts = ["ant", "bear", "camel", "donkey", "eagles"]
+    judge = ScriptedJudge(both("ant", "bear") + [("camel", "donkey")])
     cluster_texts("q", texts * 3, judge)
     assert len(judge.calls) == 2  # forward direction of every pair in one call, then reverse of those that held
     assert len(judge.calls[0]) == 10 and len(judge.calls[1]) == 2
@@ -130,19 +148,19 @@ def test_each_directed_pair_judged_at_most_once_in_two_batched_calls():
 
 
 def test_symmetric_judge_is_asked_once_per_unordered_pair():
-    judge = ScriptedJudge(both("a1", "b22"), symmetric=True)
-    assert partition(cluster_texts("q", ["a1", "b22", "c333"], judge)) == [[0, 1], [2]]
+    judge = ScriptedJudge(both("alpha", "bravo"), symmetric=True)
+    assert partition(cluster_texts("q", ["alpha", "bravo", "charlie"], judge)) == [[0, 1], [2]]
     assert len(judge.calls) == 1 and len(judge.judged) == 3
 
 
 def test_cache_serves_later_groups_and_is_keyed_by_question():
-    judge = ScriptedJudge(both("a1", "b22"))
+    judge = ScriptedJudge(both("alpha", "bravo"))
     cache = PairCache()
-    cluster_texts("q1", ["a1", "b22", "c333"], judge, cache=cache)
+    cluster_texts("q1", ["alpha", "bravo", "charlie"], judge, cache=cache)
     n = len(judge.judged)
-    assert partition(cluster_texts("q1", ["c333", "b22", "a1"], judge, cache=cache)) == [[0], [1, 2]]
+    assert partition(cluster_texts("q1", ["charlie", "bravo", "alpha"], judge, cache=cache)) == [[0], [1, 2]]
     assert len(judge.judged) == n  # nothing judged again
-    cluster_texts("q2", ["a1", "b22"], judge, cache=cache)
+    cluster_texts("q2", ["alpha", "bravo"], judge, cache=cache)
     assert len(judge.judged) > n  # another question: its own judgements
 
 

@@ -15,20 +15,30 @@ The answer of a completion is its last ``\\boxed{...}`` when it has one, else th
 
 Clustering rule (:func:`cluster_texts`)
 ---------------------------------------
-Two answers are *linked* when both directions hold: A => B and B => A given the question (Kuhn et al.,
-Farquhar et al. 2024).  A one-way pair -- a more specific answer that entails a vaguer one, "in Paris, France"
-=> "in Europe" but not back -- is **not** linked.  The clusters are the **connected components** of the links
-(the same closure as math clustering, :mod:`empo.clustering.math_clusters`): the partition does not depend on the order
-of the answers.  Consequence, documented and tested: A and C share a cluster when A<=>B and B<=>C even if the judge
-says A and C differ; two answers with only one-way entailment between them land in different clusters unless
-such a chain of two-way links joins them.
+The answer, not the sentence, decides: each answer is first reduced, given its question, to its *answering part*
+(:mod:`empo.clustering.answer_parts`: the words the question does not already supply, numbers written one way;
+"The opposite of hot is cool." -> "cool", "A spider has 8 legs." -> "8"). Then, for two distinct parts:
+
+1. a typed guard (:mod:`empo.clustering.guards`: different numbers, different named entities, opposite polarity,
+   contrasting words) that finds them different keeps them apart -- no judge's similarity overrides it;
+2. otherwise the judge sees the two parts (and the question), and they are *linked* when both directions hold:
+   A => B and B => A given the question (Kuhn et al., Farquhar et al. 2024).
+
+Answers with identical answering parts are one cluster without any judge -- the only way two answers are merged
+without the judge; agreement of the guards alone never merges. A one-way pair -- a more specific answer that
+entails a vaguer one, "in Paris, France" => "in Europe" but not back -- is **not** linked.  The clusters are the
+**connected components** of the links (the same closure as math clustering, :mod:`empo.clustering.math_clusters`):
+the partition does not depend on the order of the answers.  Consequence, documented and tested: A and C share a
+cluster when A<=>B and B<=>C even if the judge says A and C differ; two answers with only one-way entailment
+between them land in different clusters unless such a chain of two-way links joins them.
 
 Cost, cheapest first: answers with equal normalised strings (case, whitespace, punctuation and a leading
-article ignored) are one atom without any judging; judging runs between atom representatives only (per atom,
-the shortest text, ties alphabetical, so the choice is order-independent); every directed pair is judged at
-most once (cache across the group and across calls, keyed by question and texts); all pending forward-direction
-pairs of a group go to the judge in one call (batched forward passes), then the reverse direction only for the
-pairs whose forward direction held.  A symmetric judge (embedding cosine) is asked once per unordered pair.
+article ignored) are one atom; atoms with equal answering parts are one node; guards are string checks; judging
+runs between node parts only (each node's answer text, for the entity guard, the shortest, ties alphabetical, so
+the choice is order-independent); every directed pair is judged at most once (cache across the group and across
+calls, keyed by question and parts); all pending forward-direction pairs of a group go to the judge in one call
+(batched forward passes), then the reverse direction only for the pairs whose forward direction held.  A symmetric
+judge (embedding cosine) is asked once per unordered pair.
 """
 
 from __future__ import annotations
@@ -140,25 +150,40 @@ def _score_pairs(judge: Judge, question: str, pairs: list[tuple[str, str]], cach
 def cluster_texts(question: str, answers: Sequence[str | None], judge: Judge, *,
                   cache: PairCache | None = None) -> list[int]:
     """Cluster id per answer (numbered by first appearance); ``None`` answers are singletons."""
+    from empo.clustering.answer_parts import answering_part, same_part
+    from empo.clustering.guards import different
+
     cache = cache if cache is not None else PairCache()
     norm = [normalise_text(a) if isinstance(a, str) else "" for a in answers]
-    keys = list(dict.fromkeys(n for n in norm if n))
-    reps: dict[str, str] = {}
+    reps: dict[str, str] = {}  # normalised answer -> its shortest text (ties alphabetical): order-independent
     for a, n in zip(answers, norm):
         if n and (n not in reps or (len(a), a) < (len(reps[n]), reps[n])):
             reps[n] = a
-    order = sorted(keys, key=lambda k: (len(reps[k]), reps[k]))  # evaluation order independent of answer order
-    index = {k: i for i, k in enumerate(order)}
+    part_of = {n: answering_part(question, text) for n, text in reps.items()}
+    # one node per distinct answering part (equal parts are one cluster without a judge), its text the shortest
+    part_text: dict[str, str] = {}
+    for n, part in part_of.items():
+        if part not in part_text or (len(reps[n]), reps[n]) < (len(part_text[part]), part_text[part]):
+            part_text[part] = reps[n]
+    order = sorted(part_text, key=lambda p: (len(p), p))  # evaluation order independent of answer order
+    index = {p: i for i, p in enumerate(order)}
     uf = UnionFind(len(order))
-    pairs = [(i, j) for i in range(len(order)) for j in range(i + 1, len(order))]
+    pairs = []
+    for i in range(len(order)):
+        for j in range(i + 1, len(order)):
+            if different(order[i], order[j], part_text[order[i]], part_text[order[j]], question):
+                continue  # a guard's "different" stands: no similarity overrides it
+            if same_part(order[i], order[j]):  # "100" / "100 degrees": one answer, no judge
+                uf.union(i, j)
+            else:
+                pairs.append((i, j))
     if pairs:
-        texts = [reps[k] for k in order]
-        forward = _score_pairs(judge, question, [(texts[i], texts[j]) for i, j in pairs], cache)
+        forward = _score_pairs(judge, question, [(order[i], order[j]) for i, j in pairs], cache)
         passed = [p for p, s in zip(pairs, forward) if judge.decide(s)]
         if judge.symmetric:
             linked = passed
         else:
-            backward = _score_pairs(judge, question, [(texts[j], texts[i]) for i, j in passed], cache)
+            backward = _score_pairs(judge, question, [(order[j], order[i]) for i, j in passed], cache)
             linked = [p for p, s in zip(passed, backward) if judge.decide(s)]
         for i, j in linked:
             uf.union(i, j)
@@ -171,7 +196,7 @@ def cluster_texts(question: str, answers: Sequence[str | None], judge: Judge, *,
             ids.append(nxt)
             nxt += 1
             continue
-        root = uf.find(index[n])
+        root = uf.find(index[part_of[n]])
         if root not in seen:
             seen[root] = nxt
             nxt += 1
