@@ -3,6 +3,8 @@
 (empo.clustering.guards), and the three wrong clusters a CPU free-form run made, fixed with the real embedding judge."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from empo.clustering.answer_parts import answering_part
 from empo.clustering.freeform import FreeformClusterer, cluster_texts
@@ -106,6 +108,25 @@ def test_entity_guard_reads_a_first_word_as_a_name_only_where_it_can_be_one():
 def test_a_guard_says_different_never_same():
     assert different("cool", "cold") and different("7", "8")
     assert different("frozen water", "solid water") is None  # no guard fires: the judge decides, not the guards
+
+
+# --- pathological input ---------------------------------------------------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=200), st.text(max_size=200))
+def test_reduction_and_guards_take_any_text(question, a, b):
+    pa, pb = answering_part(question, a), answering_part(question, b)
+    assert isinstance(pa, str) and pa == answering_part(question, a)  # deterministic
+    reason = different(pa, pb, a, b, question)
+    assert reason is None or isinstance(reason, str)
+    assert different(pa, pa, a, a, question) is None  # an answer never differs from itself
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "1" * 400 + " km", "1/" + "7" * 300, "-" * 1000 + "1",
+                                  "twenty " * 2000, "1,000," * 500, "\x00\ufeff\u202e 8 legs", "inf nan 1e999"])
+def test_huge_and_odd_numbers_do_not_break_it(text):
+    part = answering_part("How many legs?", text)
+    assert isinstance(part, str)
+    assert different(part, "8", text, "8") in (None,) or isinstance(different(part, "8", text, "8"), str)
 
 
 # --- the three wrong clusters of a 2-step CPU free-form run, with the real embedding judge ---------------------------

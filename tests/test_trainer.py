@@ -147,7 +147,7 @@ def test_lora_adapter_saves_and_merges(tmp_path, tiny):
     assert not torch.allclose(peft_logits, base_logits, atol=1e-5)
 
 
-def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny):
+def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny, monkeypatch):
     """clustering: entailment through the trainer: answers are free text, the judge sees the bare question."""
     from test_freeform import ScriptedJudge, both
 
@@ -164,14 +164,21 @@ def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny)
         out = trainer._generate_and_score_completions(generation_batch(trainer, QUESTIONS))
         return out["completion_mask"].sum(dim=1).view(len(QUESTIONS), G).gt(0).all(dim=1).tolist(), trainer
 
-    # no links: "8" and "\frac{16}{2}" are different texts, so group 3 is all-different and dropped
+    # numbers decide without a judge: "8" and "\frac{16}{2}" are one answering part, so group 3 is kept
+    judge = ScriptedJudge()
+    kept, trainer = run(judge)
+    assert kept == [False, True, True, False] and not [p for p in judge.judged if "8" in p]  # group 3: no judge
+    assert trainer.generations.current.rewards[8:12, 0].tolist() == [.5, .5, .25, .25]
+    # words need the judge ("VIII" is no number empo reads): without a link group 3 is all-different and dropped
+    monkeypatch.setitem(SCRIPT, "What is 4 + 4?", ["eight", "VIII", "7", "9"])
     kept, trainer = run(ScriptedJudge())
     assert kept == [False, True, False, False]
-    # the judge links them (both directions): group 3 is kept, as with math clustering
-    judge = ScriptedJudge(both("8", "\\frac{16}{2}"))
+    # the judge links the answering parts "8" and "viii" (both directions): group 3 is kept
+    judge = ScriptedJudge(both("8", "viii"))
     kept, trainer = run(judge)
     assert kept == [False, True, True, False]
     assert trainer.generations.current.rewards[8:12, 0].tolist() == [.5, .5, .25, .25]
+    assert judge.questions
     assert {q for q, _ in judge.questions} <= set(QUESTIONS)  # the bare question, not the templated prompt
 
 

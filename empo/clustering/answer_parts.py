@@ -55,9 +55,13 @@ AFFIRMATIVE = frozenset({"yes", "yeah", "yep", "correct", "true", "right", "inde
 _TOKEN = re.compile(r"\d+0s\b|[+-]?\d+(?:[.,]\d+)*(?:/\d+)?|[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)  # 1940s: a decade
 
 
+_LATEX_FRACTION = re.compile(r"\\[dt]?frac\{\s*(\d+)\s*\}\{\s*(\d+)\s*\}")
+
+
 def words(text: str) -> list[str]:
-    """The text's words, casefolded (numbers kept whole: "3.5", "-2", "1/2", "1,000"); "n't" becomes "not"."""
-    t = unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
+    """The text's words, casefolded (numbers kept whole: "3.5", "-2", "1/2", "1,000"; LaTeX's "\\frac{16}{2}" is
+    "16/2"); "n't" becomes "not"."""
+    t = _LATEX_FRACTION.sub(r" \1/\2 ", unicodedata.normalize("NFKC", text)).casefold().replace("’", "'")
     out = []
     for w in _TOKEN.findall(t):
         if w.endswith("n't"):

@@ -17,6 +17,7 @@ Limits: English only; no ordinals, percentages, powers ("10^3") or compound unit
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -116,6 +117,8 @@ def same_quantity(a: tuple[float, str | None], b: tuple[float, str | None]) -> b
         va, vb, ua, ub = TO_CELSIUS[ua](va), TO_CELSIUS[ub](vb), "c", "c"
     if ua != ub and ua not in (None, "deg") and ub not in (None, "deg"):
         return False
+    if not (math.isfinite(va) and math.isfinite(vb)):
+        return va == vb
     if va == int(va) and vb == int(vb):  # counts, years, whole units: 1989 is not 1991, 365 days not 366
         return va == vb
     return abs(va - vb) <= TOLERANCE * max(abs(va), abs(vb))
@@ -148,7 +151,7 @@ def canonical(tokens: list[str], units: bool = True, bare_unit: str | None = Non
 
 
 def _format(value: float) -> str:
-    return str(int(value)) if value == int(value) and abs(value) < 1e15 else f"{value:.9g}"
+    return str(int(value)) if abs(value) < 1e15 and value == int(value) else f"{value:.9g}"
 
 
 def _plain(tokens: list[str]) -> list[str]:
