@@ -55,6 +55,7 @@ def test_numbers_are_written_one_way():
 # --- each guard on its own -----------------------------------------------------------------------------------------
 def test_number_guard():
     assert number_guard("7", "8") == "numbers differ (7 vs 8)"
+    assert number_guard("1989", "late 1980s") == "a year against a decade"
     assert number_guard("8", "8") is None and number_guard("8", "many") is None  # silent without two numbers
     assert number_guard("3000 m", "3 m") is not None and number_guard("7200 s", "7200 s") is None
     assert number_guard("7200 s", "2") is None  # units on one side only: the unit may be the question's
@@ -80,6 +81,8 @@ def test_contrast_guard():
     assert contrast_guard("cool", "chilly") is None  # one point
     assert contrast_guard("hot cold", "cold") is None  # the other's word is in both: no contrast claimed
     assert contrast_guard("paris", "lyon") is None
+    assert contrast_guard("blue", "light blue") == "one narrows the other (light)"  # one-way: not the same
+    assert contrast_guard("africa", "north africa") is not None and contrast_guard("honey", "makes honey") is None
 
 
 def test_quantities_are_one_answer_within_rounding_but_integers_exactly():
@@ -103,6 +106,15 @@ def test_entity_guard_reads_a_first_word_as_a_name_only_where_it_can_be_one():
                         question="Who painted the Mona Lisa?") is None  # shared, counting every capital
     assert entity_guard("liquid turning vapour", "water changing water vapour", answer_a="Liquid turning into vapour",
                         answer_b="Water changing to water vapour", question="What is evaporation?") is None
+
+
+def test_an_answer_that_only_restates_the_question_differs_from_one_that_answers():
+    from empo.clustering.guards import restatement_guard
+
+    q = "What color is the sky on a clear day?"
+    assert restatement_guard("a color", "blue", answer_a="A color", answer_b="Blue", question=q)
+    assert restatement_guard("a color", "the color", answer_a="A color", answer_b="The color.", question=q) is None
+    assert restatement_guard("yes", "no", answer_a="It is.", answer_b="No", question="Is the sky blue?") is None
 
 
 def test_a_guard_says_different_never_same():

@@ -105,6 +105,17 @@ def answering_part(question: str | None, answer: str) -> str:
     return " ".join(canonical(kept or all_words, bare_unit=asked_unit(asked)))
 
 
+def restates(question: str | None, answer: str) -> bool:
+    """The answer adds no word to its question (only function words, or the question's own: "A color." to "What
+    color is the sky?"); a yes/no question's answers always answer it."""
+    asked = words(question or "")
+    if not asked or asked[0] in AUXILIARIES and "or" not in asked:
+        return False
+    supplied = set() if "or" in asked else {f for w in asked for f in forms(w)}
+    return not [w for w in words(answer)
+                if w in POLARITY_WORDS or (w not in FUNCTION_WORDS and not forms(w) & supplied)]
+
+
 def _yes_or_no(all_words: list[str], kept: list[str]) -> str | None:
     says_yes = any(w in AFFIRMATIVE for w in all_words)
     says_no = "no" in all_words or (all_words[0] in NEGATIONS)

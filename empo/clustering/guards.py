@@ -15,8 +15,14 @@ without a judge only when their answering parts are identical (``cluster_texts``
   mammal" / "It is not a mammal".
 * **contrast**: the parts hold two different words of one contrast set -- antonyms (hot/cold, up/down) or
   different points of one scale (freezing/cold/cool/warm/hot), which a small model or an embedding rates as
-  similar -- and neither part holds the other's word. The lexicon (:data:`CONTRAST_SETS`) is written for empo
-  (Apache-2.0, like the project): common English antonyms and scales; no WordNet (not shippable offline here).
+  similar -- and neither part holds the other's word; or one part is the other plus such words only, which narrow
+  it ("blue" / "light blue", "Africa" / "North Africa": one-way, not the same).
+* **restatement**: one answer only restates the question ("A color." to "What color is the sky?") and the other
+  answers it.
+* (the number guard also tells a year from a decade: "1989" / "the late 1980s".)
+
+The lexicon (:data:`CONTRAST_SETS`) is written for empo (Apache-2.0, like the project): common English antonyms and
+scales; no WordNet (not shippable offline here).
 
 Limits: lexical, English; an entity written lower-case is not seen; a contrast word used in another sense ("a hot
 topic") can split two answers that mean the same.
@@ -26,11 +32,14 @@ from __future__ import annotations
 
 import re
 
-from empo.clustering.answer_parts import FUNCTION_WORDS, POLARITY_WORDS, stem
+from empo.clustering.answer_parts import FUNCTION_WORDS, POLARITY_WORDS, restates, stem
 from empo.clustering.numbers import DEGREES, SCALE_WORDS, UNITS, numbers, same_quantity
 
 
 def number_guard(part_a: str, part_b: str, **_) -> str | None:
+    decades_a, decades_b = re.findall(r"\b\d+0s\b", part_a), re.findall(r"\b\d+0s\b", part_b)
+    if bool(decades_a) != bool(decades_b) and (numbers(part_a) or numbers(part_b)):
+        return "a year against a decade"  # "1989" / "the late 1980s": one narrows the other
     a, b = sorted(numbers(part_a)), sorted(numbers(part_b))
     with_units = {u not in (None, "deg") for _, u in a + b}
     if not a or not b or len(with_units) > 1:  # "2" against "2 hours": the unit may be the question's
@@ -104,6 +113,7 @@ CONTRAST_SETS: tuple[tuple[tuple[str, ...], ...], ...] = (
     (("before", "earlier"), ("after", "later")), (("early",), ("late",)), (("old", "older"), ("new", "newer")),
     (("old", "older"), ("young", "younger")), (("wet",), ("dry",)), (("hard",), ("soft",)),
     (("true", "correct", "right"), ("false", "incorrect", "wrong")), (("alive", "living"), ("dead",)),
+    (("same", "similar", "identical"), ("opposite", "different")),
     (("open",), ("closed", "shut")), (("full",), ("empty",)), (("increase", "increases", "rise", "rises", "more"),
                                                               ("decrease", "decreases", "fall", "falls", "less")),
     (("positive",), ("negative",)), (("acid", "acidic"), ("base", "basic", "alkaline")),
@@ -138,6 +148,10 @@ for _set_index, _points in enumerate(CONTRAST_SETS):
 
 def contrast_guard(part_a: str, part_b: str, **_) -> str | None:
     a, b = set(part_a.split()), set(part_b.split())
+    narrower = (b - a) if a < b else (a - b) if b < a else set()
+    shared_sets = {si for w in a & b for si, _ in _POINT.get(w, ())}
+    if narrower and all(w in _POINT and not {si for si, _ in _POINT[w]} & shared_sets for w in narrower):
+        return f"one narrows the other ({', '.join(sorted(narrower))})"  # "blue" / "light blue", not "hot cold"
     for wa in a - b:
         for wb in b - a:
             for sa, pa in _POINT.get(wa, ()):
@@ -146,7 +160,15 @@ def contrast_guard(part_a: str, part_b: str, **_) -> str | None:
     return None
 
 
-GUARDS = {"number": number_guard, "entity": entity_guard, "polarity": polarity_guard, "contrast": contrast_guard}
+def restatement_guard(part_a: str, part_b: str, answer_a: str = "", answer_b: str = "", question: str = "",
+                      **_) -> str | None:
+    if restates(question, answer_a) != restates(question, answer_b):
+        return "one answer only restates the question"
+    return None
+
+
+GUARDS = {"number": number_guard, "entity": entity_guard, "polarity": polarity_guard, "contrast": contrast_guard,
+          "restatement": restatement_guard}
 
 
 def different(part_a: str, part_b: str, answer_a: str = "", answer_b: str = "", question: str = "") -> str | None:

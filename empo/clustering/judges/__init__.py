@@ -14,7 +14,12 @@ from empo.errors import ConfigError
 
 JUDGE_KINDS = ("nli", "verifier", "embedding")
 DEFAULT_JUDGE_MODEL = {"verifier": "smollm2-135m-instruct", "embedding": "all-minilm-l6-v2", "nli": None}
+#: Any other model's default threshold: P(yes) or P(entailment) 0.5, cosine 0.8.
 DEFAULT_THRESHOLD = {"verifier": 0.5, "embedding": 0.8, "nli": 0.5}
+#: The default models' thresholds as calibrated for the free-form clustering rule (answering parts, guards) on the
+#: calibration split of tests/data/answer_pairs.jsonl (the lowest reaching precision 0.9 there, rounded down):
+#: ``python scripts/bench_judges.py``, eval/results/benchmarks/judges_cpu.json. A model of one's own: calibrate it.
+CALIBRATED_THRESHOLD = {("verifier", "smollm2-135m-instruct"): 0.566, ("embedding", "all-minilm-l6-v2"): 0.689}
 
 
 def build_judge(kind: str, model: str | None = None, *, threshold: float | None = None, device: str = "cpu",
@@ -25,7 +30,9 @@ def build_judge(kind: str, model: str | None = None, *, threshold: float | None 
     if model is None:
         raise ConfigError(f"judge '{kind}' needs a model (a local directory or hub id of a sequence-classification "
                          "model with an entailment label)")
-    kwargs = dict(options, device=device, threshold=DEFAULT_THRESHOLD[kind] if threshold is None else threshold)
+    if threshold is None:
+        threshold = CALIBRATED_THRESHOLD.get((kind, model), DEFAULT_THRESHOLD[kind])
+    kwargs = dict(options, device=device, threshold=threshold)
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     if kind == "nli":
@@ -38,4 +45,4 @@ def build_judge(kind: str, model: str | None = None, *, threshold: float | None 
     return EmbeddingJudge(model, **kwargs)
 
 
-__all__ = ["Judge", "build_judge", "JUDGE_KINDS", "DEFAULT_JUDGE_MODEL", "DEFAULT_THRESHOLD"]
+__all__ = ["Judge", "build_judge", "JUDGE_KINDS", "DEFAULT_JUDGE_MODEL", "DEFAULT_THRESHOLD", "CALIBRATED_THRESHOLD"]
