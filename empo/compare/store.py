@@ -46,8 +46,9 @@ def block_settings(block) -> dict:
     return {k: v for k, v in asdict(block).items() if k not in ("name", "seeds")}
 
 
-def spec_hash(spec_path: str | Path) -> str:
-    return hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()[:16]
+def spec_hash(spec_path: str | Path | None) -> str | None:
+    """The spec file's hash (None for a sweep built in code, with no file)."""
+    return hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()[:16] if spec_path else None
 
 
 @dataclass
@@ -196,12 +197,12 @@ def checkpoint_eval_dirs(run_path: Path, block_name: str) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
-def bundle_info(name: str, method: str, seed: int, spec: str | Path, wall_seconds: float,
+def bundle_info(name: str, method: str, seed: int, spec: str | Path | None, wall_seconds: float,
                 generated_tokens: float | None) -> dict:
     from empo.provenance import provenance
 
     p = provenance()
-    return {"name": name, "method": method, "seed": seed, "spec": str(spec), "spec_hash": spec_hash(spec),
+    return {"name": name, "method": method, "seed": seed, "spec": spec and str(spec), "spec_hash": spec_hash(spec),
             "commit": p["commit"], "machine": p["machine"], "versions": p["versions"], "date": p["date"],
             "wall_seconds": round(wall_seconds, 1), "generated_tokens": generated_tokens}
 
