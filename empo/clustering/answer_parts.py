@@ -88,17 +88,29 @@ def forms(word: str) -> set[str]:
     return {word, base, base + "e", *unit_names(word)}
 
 
+def _reduce(question: str | None, answer: str) -> tuple[list[str], list[str], list[str]]:
+    """(the question's words, the answer's words, the answer's words the question does not supply), numbers as
+    digits; a question that offers a choice ("float or sink") supplies none: its options are the answers."""
+    from empo.clustering.numbers import canonical
+
+    all_words = canonical(words(answer), units=False)
+    asked = canonical(words(question or ""), units=False)
+    supplied = set() if "or" in asked else {f for w in asked for f in forms(w)}
+    kept = [w for w in all_words if w in POLARITY_WORDS or (w not in FUNCTION_WORDS and not forms(w) & supplied)]
+    return asked, all_words, kept
+
+
+def _yes_no_question(asked: list[str]) -> bool:
+    return bool(asked) and asked[0] in AUXILIARIES and "or" not in asked
+
+
 def answering_part(question: str | None, answer: str) -> str:
     """The answer's words that answer the question (module docstring); the whole normalised answer when none is
     left."""
     from empo.clustering.numbers import asked_unit, canonical
 
-    all_words = canonical(words(answer), units=False)
-    asked = canonical(words(question or ""), units=False)
-    # a question that offers a choice ("float or sink") supplies its options, which are the answers: none is dropped
-    supplied = set() if "or" in asked else {f for w in asked for f in forms(w)}
-    kept = [w for w in all_words if w in POLARITY_WORDS or (w not in FUNCTION_WORDS and not forms(w) & supplied)]
-    if asked and asked[0] in AUXILIARIES and "or" not in asked and all_words:  # a yes/no question
+    asked, all_words, kept = _reduce(question, answer)
+    if _yes_no_question(asked) and all_words:
         polarity = _yes_or_no(all_words, kept)
         if polarity:
             return polarity
@@ -108,12 +120,8 @@ def answering_part(question: str | None, answer: str) -> str:
 def restates(question: str | None, answer: str) -> bool:
     """The answer adds no word to its question (only function words, or the question's own: "A color." to "What
     color is the sky?"); a yes/no question's answers always answer it."""
-    asked = words(question or "")
-    if not asked or asked[0] in AUXILIARIES and "or" not in asked:
-        return False
-    supplied = set() if "or" in asked else {f for w in asked for f in forms(w)}
-    return not [w for w in words(answer)
-                if w in POLARITY_WORDS or (w not in FUNCTION_WORDS and not forms(w) & supplied)]
+    asked, _, kept = _reduce(question, answer)
+    return bool(asked) and not _yes_no_question(asked) and not kept
 
 
 def _yes_or_no(all_words: list[str], kept: list[str]) -> str | None:
