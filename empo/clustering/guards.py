@@ -40,7 +40,8 @@ def number_guard(part_a: str, part_b: str, **_) -> str | None:
     decades_a, decades_b = re.findall(r"\b\d+0s\b", part_a), re.findall(r"\b\d+0s\b", part_b)
     if bool(decades_a) != bool(decades_b) and (numbers(part_a) or numbers(part_b)):
         return "a year against a decade"  # "1989" / "the late 1980s": one narrows the other
-    a, b = sorted(numbers(part_a)), sorted(numbers(part_b))
+    # A key, not the tuples: two equal values, one with a unit and one without, do not compare ("0:0S").
+    a, b = (sorted(numbers(part), key=lambda q: (q[0], q[1] or "")) for part in (part_a, part_b))
     with_units = {u not in (None, "deg") for _, u in a + b}
     if not a or not b or len(with_units) > 1:  # "2" against "2 hours": the unit may be the question's
         return None
