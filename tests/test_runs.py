@@ -75,8 +75,26 @@ def test_an_empo_setting_added_since_the_record_counts_as_its_default(tmp_path):
     changed, _ = record_for(tmp_path, "--delta_high", "1.0")
     del older["empo"]["delta_high"]  # absent means the default, so a changed value is still a difference
     assert defining_differences(older, changed) == ["delta_high: None -> 1.0"]
-    del older["training"]["learning_rate"]  # TRL's settings are pinned with TRL: an absent one is a difference
-    assert "learning_rate: '<unset>' -> 0.0001" in defining_differences(older, base)
+    del older["training"]["learning_rate"]  # absent means GRPOConfig's default (1e-6): the recipe's 1e-4 differs
+    assert "learning_rate: 1e-06 -> 0.0001" in defining_differences(older, base)
+
+
+def test_a_library_setting_added_or_renamed_since_the_record_counts_as_its_default_or_old_name(tmp_path):
+    """A store or a checkpoint written under transformers 5.19 is read under 5.25, which added
+    ``activation_checkpointing`` (the new name of ``gradient_checkpointing``): not a difference."""
+    base, _ = record_for(tmp_path)
+    older = json.loads(json.dumps(base))
+    for key in ("activation_checkpointing", "activation_checkpointing_kwargs", "use_liger_kernel"):
+        older["training"].pop(key, None)
+    assert defining_differences(older, base) == []
+    newer = json.loads(json.dumps(base))
+    newer["training"]["activation_checkpointing"] = not older["training"]["gradient_checkpointing"]
+    assert defining_differences(older, newer) == [
+        f"activation_checkpointing: {older['training']['gradient_checkpointing']!r} -> "
+        f"{newer['training']['activation_checkpointing']!r}"]
+    dropped = json.loads(json.dumps(base))
+    dropped["training"]["a_setting_a_newer_trl_dropped"] = True  # the installed library cannot say what it did
+    assert defining_differences(dropped, base) == ["a_setting_a_newer_trl_dropped: True -> '<unset>'"]
 
 
 def test_resume_unchanged_or_extended_rewrites_the_record(tmp_path):

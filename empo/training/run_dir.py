@@ -69,6 +69,9 @@ NOT_DEFINING: dict[str, frozenset[str]] = {
     }),
     "model": frozenset(),
 }
+#: New name -> old name, per section: a library renamed a setting and keeps the old one as an alias (transformers 5.2x).
+RENAMED = {"training": {"activation_checkpointing": "gradient_checkpointing",
+                        "activation_checkpointing_kwargs": "gradient_checkpointing_kwargs"}}
 #: EmpoArguments fields that are actions of one invocation, never recorded.
 NOT_RECORDED = frozenset({"restart"})
 
@@ -85,17 +88,18 @@ def run_record(empo_args, training_args, model_args) -> dict:
 
 
 def defining_differences(old: dict, new: dict) -> list[str]:
-    """``section.key: old -> new`` for every defining setting that differs. An empo setting the old record lacks
-    (added to empo after the run was recorded) counts as its default: every new setting's default keeps the
-    behaviour empo had before it existed."""
-    from empo.configs import EmpoArguments
-
-    empo_defaults = json.loads(json.dumps({k: v for k, v in vars(EmpoArguments()).items()}, default=str))
+    """``section.key: old -> new`` for every defining setting that differs. A setting the old record lacks -- added
+    to empo, TRL or transformers after the run was recorded -- counts as its default in the installed class (a new
+    field's default keeps the behaviour the library had before it existed), or, when it is a library's new name of a
+    setting the old record holds (:data:`RENAMED`), as that setting. A setting only the old record has (a field the
+    installed library dropped) still differs: nothing says what its absence does now."""
     diffs = []
     for section in ("empo", "model", "training"):
         before, now = old.get(section, {}) or {}, new.get(section, {}) or {}
-        if section == "empo":
-            before = {**{k: v for k, v in empo_defaults.items() if k in now}, **before}
+        defaults = {**_field_defaults(section),
+                    **{new_name: before[old_name] for new_name, old_name in RENAMED.get(section, {}).items()
+                       if old_name in before}}
+        before = {**{k: v for k, v in defaults.items() if k in now}, **before}
         for key in sorted((before.keys() | now.keys()) - NOT_DEFINING.get(section, frozenset())):
             if key in NOT_RECORDED:
                 continue
@@ -103,6 +107,33 @@ def defining_differences(old: dict, new: dict) -> list[str]:
             if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
                 diffs.append(f"{key}: {a!r} -> {b!r}")
     return diffs
+
+
+def _field_defaults(section: str) -> dict:
+    """The installed class's default of each field of a record section, as the record writes it (JSON; an enum
+    by its value, as ``TrainingArguments.to_json_string`` writes it). Fields without a default are left out. The
+    class's, not an instance's: ``GRPOConfig()`` depends on the machine (its bf16 default fails without a GPU)."""
+    import dataclasses
+    import enum
+
+    from empo.configs import EmpoArguments
+
+    if section == "empo":
+        cls = EmpoArguments
+    else:
+        from trl import GRPOConfig, ModelConfig
+
+        cls = GRPOConfig if section == "training" else ModelConfig
+    defaults = {}
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            value = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            value = field.default_factory()
+        else:
+            continue
+        defaults[field.name] = value.value if isinstance(value, enum.Enum) else value
+    return json.loads(json.dumps(defaults, default=str))
 
 
 #: Files a run writes once it trains (besides checkpoint-* directories).
