@@ -23,6 +23,8 @@ ROUND_SIZES = ("generation_batch", "shortfall")
 STOPPING_MODES = ("mark", "stop", "off")
 #: The judges of the 'entailment' clustering (EmpoArguments.entailment_judge); empo.clustering.judges builds each.
 ENTAILMENT_JUDGES = ("verifier", "nli")
+#: How the verifier judge runs (EmpoArguments.judge_engine): transformers' forward pass, or vLLM's offline engine.
+JUDGE_ENGINES = ("hf", "vllm")
 
 
 @dataclass
@@ -104,7 +106,16 @@ class EmpoArguments:
     judge_device: str = field(default="cpu", metadata={"help": "Device of the judge model: 'cpu', 'cuda', "
                                                              "'cuda:1', or 'auto'."})
     judge_batch_size: int | None = field(default=None, metadata={
-        "help": "Pairs (texts for embedding) per judge forward pass. None: the judge's default."})
+        "help": "Pairs (texts for embedding) per judge forward pass. None: the judge's default (with judge_engine "
+                "'vllm': every pending pair of a group in one call, vLLM batches them)."})
+    judge_engine: str = field(default="hf", metadata={
+        "help": "How the verifier judge runs: 'hf' (a transformers forward pass per batch of pairs) or 'vllm' "
+                "(vLLM's offline engine on judge_device, each group's pending pairs in one call; the vllm extra; not "
+                "beside TRL's colocated vLLM engine, one per process). "
+                "empo.clustering.judges.verifier.VLLMVerifierJudge."})
+    judge_gpu_memory_utilization: float = field(default=0.1, metadata={
+        "help": "With judge_engine 'vllm': the share of judge_device's memory the judge's engine takes (weights and "
+                "KV cache), beside the training process; empo launch counts it."})
     max_answer_chars: int | None = field(default=300, metadata={
         "help": "Free-form: an answer longer than this many characters counts as missing. None: no limit."})
     reject_question_echo: bool = field(default=True, metadata={

@@ -111,7 +111,7 @@ def validate(empo_args, training_args, check_machine: bool = True, num_rewards: 
     """Every check a recipe gets, before any model loads; one :class:`ConfigError` naming the setting.
     ``num_rewards``: the rewards a direct caller of ``EmpoTrainer`` hands it (their weights are checked against those,
     not against ``reward_funcs``); ``base_dirs``: where a reward file named relative to the recipe is looked for."""
-    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES, ROUND_SIZES, STOPPING_MODES, UNFILLED
+    from empo.configs import CLUSTERINGS, ENTAILMENT_JUDGES, JUDGE_ENGINES, ROUND_SIZES, STOPPING_MODES, UNFILLED
     from empo.rewards.registry import check_rewards
 
     e = empo_args
@@ -131,6 +131,29 @@ def validate(empo_args, training_args, check_machine: bool = True, num_rewards: 
                           "verifier) has a prompt")
     if e.judge_batch_size is not None and e.judge_batch_size < 1:
         raise ConfigError(f"judge_batch_size: {e.judge_batch_size} must be >= 1")
+    if e.judge_engine not in JUDGE_ENGINES:
+        raise ConfigError(f"judge_engine: '{e.judge_engine}' is not one of {list(JUDGE_ENGINES)}")
+    vllm_judge = e.judge_engine == "vllm"
+    if vllm_judge and (e.clustering, e.entailment_judge) != ("entailment", "verifier"):
+        judge = e.entailment_judge if e.clustering == "entailment" else f"clustering '{e.clustering}'"
+        raise ConfigError(f"judge_engine: 'vllm' runs the verifier judge (clustering: entailment, entailment_judge: "
+                          f"verifier), not {judge}: use judge_engine: hf")
+    colocated = training_args is not None and training_args.use_vllm and training_args.vllm_mode == "colocate"
+    if vllm_judge and colocated:
+        # vLLM's parallel state is one per process: TRL's colocated engine already holds it
+        raise ConfigError("judge_engine: 'vllm' cannot run beside TRL's colocated vLLM engine (vllm_mode: "
+                          "colocate): use vllm_mode: server, or judge_engine: hf")
+    if not 0.0 < e.judge_gpu_memory_utilization < 1.0:
+        raise ConfigError(f"judge_gpu_memory_utilization: {e.judge_gpu_memory_utilization} is not in (0, 1)")
+    if check_machine and vllm_judge:
+        from empo.errors import MissingExtraError
+        from empo.rollout.vllm_engine import require_vllm
+
+        try:
+            require_vllm()
+        except MissingExtraError as err:
+            reason = str(err).replace("; or use --backend hf", "")  # that is the rollouts' way out, not the judge's
+            raise ConfigError(f"judge_engine is 'vllm' but {reason}; or use judge_engine: hf") from None
     if e.dynamic_sampling and not (e.entropy_filter or e.min_majority_share > 0):
         raise ConfigError("dynamic_sampling needs a criterion: entropy_filter (the band delta_low < H < delta_high) "
                           "or min_majority_share > 0")

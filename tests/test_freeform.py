@@ -212,6 +212,35 @@ def test_recipe_settings_are_checked_before_any_model_loads():
         validate(EmpoArguments(clustering="entailment", entailment_judge="gpt"), None)
 
 
+def test_the_judge_engine_is_checked_before_any_model_loads(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from empo.recipe import validate
+
+    separate = SimpleNamespace(use_vllm=False, vllm_mode="server")
+
+    def check(training=separate, **settings):
+        validate(EmpoArguments(clustering="entailment", **settings), training, check_machine=False)
+
+    with pytest.raises(ConfigError, match="judge_engine: 'tgi' is not one of"):
+        check(judge_engine="tgi")
+    with pytest.raises(ConfigError, match="judge_engine: 'vllm' runs the verifier judge .*, not nli"):
+        check(judge_engine="vllm", entailment_judge="nli", judge_model="x")
+    with pytest.raises(ConfigError, match="not clustering 'embedding'"):
+        validate(EmpoArguments(clustering="embedding", judge_engine="vllm"), separate, check_machine=False)
+    colocated = SimpleNamespace(use_vllm=True, vllm_mode="colocate")
+    with pytest.raises(ConfigError, match="beside TRL's colocated vLLM engine"):
+        check(colocated, judge_engine="vllm")
+    with pytest.raises(ConfigError, match="judge_gpu_memory_utilization: 1.5"):
+        check(judge_engine="vllm", judge_gpu_memory_utilization=1.5)
+    with pytest.raises(ConfigError, match="judge_engine 'vllm' runs the verifier judge, not 'embedding'"):
+        build_clusterer("embedding", engine="vllm")
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, as when it is not installed
+    with pytest.raises(ConfigError, match="judge_engine is 'vllm' but vLLM is not installed"):
+        validate(EmpoArguments(clustering="entailment", judge_engine="vllm"), None, check_machine=True)
+
+
 def freeform_reward(name, g, judge, **kw):
     return build_reward(name, g, clusterer=FreeformClusterer("entailment", judge_obj=judge), **kw)
 

@@ -79,8 +79,25 @@ def test_natural_reasoning_plans_on_the_official_layout(model):
     assert plan.vllm_memory["total (utilization x GPU)"] == pytest.approx(0.5 * 80)
     assert plan.total_steps == 50000 // 8 and plan.max_model_length == 2048
     assert plan.params == pytest.approx({"Qwen2.5-3B": 3.09e9, "Qwen2.5-7B": 7.62e9}[model], rel=0.01)
-    # the free-form judge is not in the memory or time figures, and the plan says so
-    assert any("not counted: the verifier judge TIGER-Lab/general-verifier" in a for a in plan.assumptions)
+    # the free-form judge (general-verifier on vLLM, its architecture in judge_model_config.json) is counted: its
+    # share of each training GPU, and its forward passes over at most G x (G - 1) directed pairs per group
+    judge = "verifier judge on vLLM (judge_gpu_memory_utilization x GPU)"
+    assert plan.judge.engine == "vllm" and plan.judge.params == pytest.approx(1.54e9, rel=0.01)
+    assert plan.memory_model.resident[judge] == pytest.approx(0.1 * 80)
+    assert plan.judge.pairs_per_step == 8 * 12 * 11
+    assert 0 < plan.step_seconds["judging (at most)"] < plan.step_seconds["clustering"]
+    on_hf = make_plan(recipe, Cluster(gpus_per_node=7), overrides=["--judge_engine", "hf"])
+    assert on_hf.memory_model.resident["verifier judge weights (transformers, fp32)"] == pytest.approx(
+        4 * plan.judge.params / 1024**3)
+    assert on_hf.step_seconds["judging (at most)"] == pytest.approx(15 * plan.step_seconds["judging (at most)"])
+    with pytest.raises(PlanError, match="judge_gpu_memory_utilization 0.02 x 80 GiB = 1.6 GiB does not hold"):
+        make_plan(recipe, Cluster(gpus_per_node=7), overrides=["--judge_gpu_memory_utilization", "0.02"])
+    # a judge whose architecture is not here, or one on the CPU, is not counted, and the plan says why
+    other = make_plan(recipe, Cluster(gpus_per_node=7), overrides=["--judge_model", "org/another-verifier"])
+    assert other.judge is None and any("not counted: the verifier judge org/another-verifier on cuda (its "
+                                       "architecture is unknown" in a for a in other.assumptions)
+    cpu = make_plan(recipe, Cluster(gpus_per_node=7), overrides=["--judge_device", "cpu", "--judge_engine", "hf"])
+    assert cpu.judge is None and any("(it runs on the CPU)" in a for a in cpu.assumptions)
     # a full 8-GPU node without overrides is refused: 7 trainers cannot split the 96-completion rollout, and
     # 7 x 16 = 112 completions per step would not be whole groups of G = 12
     with pytest.raises(PlanError, match=r"generation_batch_size 96 is not a multiple of the 7 completions"):

@@ -20,7 +20,7 @@ MACHINE_KEYS = {"model_name_or_path", "dtype", "dataset_name", "per_device_train
                 "gradient_accumulation_steps", "generation_batch_size", "max_completion_length",
                 "vllm_max_model_length", "max_steps", "num_train_epochs", "bf16", "gradient_checkpointing",
                 "use_vllm", "use_cpu", "report_to", "save_strategy", "push_to_hub", "output_dir",
-                "accelerate_config", "num_threads", "judge_model", "judge_device"}
+                "accelerate_config", "num_threads", "judge_model", "judge_device", "judge_engine"}
 # The paper's training data per recipe name (without _lora) and the models that train on it.
 PAPER_DATA = {"config_numina20k": "data/train/numina_math_20k.jsonl",
               "config_natural_reasoning": "qingyangzhang/natural_reasoning_simple"}
@@ -121,7 +121,7 @@ def shrink(recipe: Path, tmp_path: Path, model: str) -> Path:
                   save_strategy="no", push_to_hub=False, output_dir=str(tmp_path / "out"),
                   accelerate_config=None, num_threads=2)
     if config.get("clustering", "math") != "math":  # the free-form judge: the tiny model too, as a verifier
-        config.update(judge_model=model, judge_device="cpu")
+        config.update(judge_model=model, judge_device="cpu", judge_engine="hf")  # no vLLM in the default run
     assert set(config) - set(load(recipe)) <= MACHINE_KEYS
     path = tmp_path / recipe.name
     path.write_text(yaml.safe_dump(config))

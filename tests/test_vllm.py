@@ -121,3 +121,30 @@ def test_server_mode_generation_on_cpu(tmp_path, default_model_path):
         if server.poll() is None:
             os.killpg(server.pid, 15)
             server.wait(timeout=60)
+
+
+@needs_vllm
+def test_verifier_judge_on_vllm_scores_and_clusters_as_on_transformers(tmp_path, default_model_path):
+    """The same prompts and the same P(yes) / (P(yes) + P(no)) reading on both engines (fp32 on CPU), each
+    ``entails`` one engine call, and the same clusters."""
+    out = tmp_path / "judge.json"
+    run([sys.executable, str(HERE / "vllm_judge_check.py"), str(out)])
+    r = json.loads(out.read_text())
+    assert len(r["hf"]) == len(r["vllm"]) == 96
+    assert max(abs(a - b) for a, b in zip(r["hf"], r["vllm"])) < 1e-4
+    assert r["threshold"][0] == r["threshold"][1]  # the calibrated threshold serves both engines
+    assert r["calls_per_entails"] == [2]  # both directions of a pair: one generate call, not one per pair
+    assert r["clusters"]["vllm"] == r["clusters"]["hf"]
+    # the two groups no guard decides reach the judge: per group, the pending forward pairs, then the backward ones
+    assert 2 <= r["cluster_calls"] <= 2 * 2
+
+
+@needs_vllm
+def test_free_form_training_step_with_the_judge_on_vllm(tmp_path, default_model_path):
+    out = tmp_path / "run"
+    run([sys.executable, "-m", "empo.cli", "train", "--config",
+         "recipes/SmolLM2-135M-Instruct/empo/config_freeform_cpu.yaml", "--max_steps", "1", "--clustering", "entailment",
+         "--entailment_judge", "verifier", "--judge_model", "smollm2-135m-instruct", "--judge_engine", "vllm",
+         "--judge_gpu_memory_utilization", "0.15", "--output_dir", str(out), "--save_strategy", "no"], timeout=900)
+    steps = [row for row in read_jsonl(out / "metrics.jsonl") if "empo/entropy_mean" in row]
+    assert [row["step"] for row in steps] == [1]  # the step's groups were clustered by the judge on vLLM

@@ -214,7 +214,8 @@ class FreeformClusterer:
 
     def __init__(self, kind: str = "entailment", *, judge: str = "verifier", judge_model: str | None = None,
                  threshold: float | None = None, device: str = "cpu", batch_size: int | None = None,
-                 template: str | None = None, max_answer_chars: int | None = 300, reject_question_echo: bool = True,
+                 template: str | None = None, engine: str = "hf", gpu_memory_utilization: float = 0.1,
+                 max_answer_chars: int | None = 300, reject_question_echo: bool = True,
                  judge_obj: Judge | None = None):
         from empo.clustering.judges import JUDGE_KINDS
 
@@ -230,6 +231,10 @@ class FreeformClusterer:
         self._judge_options = dict(model=judge_model, threshold=threshold, device=device, batch_size=batch_size)
         if template is not None:
             self._judge_options["template"] = template
+        if engine != "hf":
+            if self.judge_kind != "verifier":
+                raise ConfigError(f"judge_engine '{engine}' runs the verifier judge, not '{self.judge_kind}'")
+            self._judge_options.update(engine=engine, gpu_memory_utilization=gpu_memory_utilization)
         self._judge = judge_obj
         self.cache = PairCache()
 

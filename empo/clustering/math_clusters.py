@@ -224,7 +224,8 @@ class MathClusterer:
 
 def build_clusterer(kind: str = "math", **options):
     """The clusterer for ``kind`` (see :data:`CLUSTERINGS`); free-form kinds take :class:`FreeformClusterer`'s
-    options (judge, judge_model, threshold, device, batch_size, template, max_answer_chars, reject_question_echo)."""
+    options (judge, judge_model, threshold, device, batch_size, template, engine, gpu_memory_utilization,
+    max_answer_chars, reject_question_echo)."""
     if kind not in CLUSTERINGS:
         raise ConfigError(f"unknown clustering '{kind}'; known: {list(CLUSTERINGS)}")
     if kind == "math":
@@ -243,5 +244,7 @@ def clusterer_from_args(empo_args):
     return build_clusterer(kind, judge=empo_args.entailment_judge, judge_model=empo_args.judge_model,
                            threshold=empo_args.judge_threshold, device=empo_args.judge_device,
                            batch_size=empo_args.judge_batch_size, template=empo_args.judge_template,
+                           engine=empo_args.judge_engine,
+                           gpu_memory_utilization=empo_args.judge_gpu_memory_utilization,
                            max_answer_chars=empo_args.max_answer_chars,
                            reject_question_echo=empo_args.reject_question_echo)

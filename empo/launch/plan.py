@@ -20,6 +20,11 @@ from empo.launch.memory import MemoryModel
 GiB = 1024**3
 VLLM_SERVER_MAX_SEQS = 1024  # vLLM's default max_num_seqs on an 80+ GiB GPU (trl vllm-serve passes none)
 SAMPLE_BYTES_PER_TOKEN, SAMPLE_BYTES_OVERHEAD = 4.5, 200  # samples.jsonl: text, then answers, rewards, advantages
+# The verifier judge's prompt (empo.clustering.judges.verifier): its template's own tokens (general_verifier's is the
+# longest, ~90) around the question and two answering parts, each cut to a few words by the reduction
+JUDGE_TEMPLATE_TOKENS, JUDGE_PART_TOKENS = 96, 16
+# The transformers judge loads in fp32: fp32 matmuls run at ~1/15 of bf16 tensor-core peak (H100 SXM: 67 vs 989)
+FP32_SLOWDOWN = 15.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,20 @@ class Layout:
 
 
 @dataclass
+class JudgeLoad:
+    """The verifier judge of a free-form recipe, on each training process's GPU (``empo.clustering.judges``)."""
+
+    model: str
+    engine: str                 # "hf" (transformers, fp32) or "vllm"
+    params: int
+    resident_gib: dict[str, float]
+    peak_gib: dict[str, float]  # the transformers judge's one batch (a passing peak of its own)
+    pairs_per_step: int         # directed pairs per optimizer step, at most (every answer its own part)
+    tokens_per_pair: int
+    kv_tokens: float | None = None
+
+
+@dataclass
 class Plan:
     recipe: str
     model: str
@@ -184,6 +203,7 @@ class Plan:
     cluster: Cluster = field(default_factory=Cluster)
     rewards: list[str] = field(default_factory=list)  # "name (origin; label-free|supervised)", one per reward_funcs
     token_statistics: tuple[str, ...] = ()  # what the rewards read of the policy per token (empo.rewards.contract)
+    judge: JudgeLoad | None = None          # the free-form verifier judge beside each training process, when counted
 
     @property
     def total_gpus(self) -> int:
@@ -225,6 +245,7 @@ class Plan:
             "vllm_memory_gib": self.vllm_memory, "generation_waves": self.generation_waves,
             "step_seconds": self.step_seconds, "gpu_hours": self.gpu_hours, "disk_gb": self.disk_gb,
             "rewards": self.rewards, "token_statistics": list(self.token_statistics),
+            "judge": asdict(self.judge) if self.judge is not None else None,
             "assumptions": self.assumptions,
         }
 
@@ -274,9 +295,11 @@ class Plan:
             out += [f"    {k:<34} {v:6.1f}" for k, v in self.vllm_memory.items()]
         if self.step_seconds:
             s = self.step_seconds
+            judging = (f", of which the judge at most {s['judging (at most)']:.1f} s"
+                       if "judging (at most)" in s else "")
             out.append(f"  time per step    ~{s['total']:.0f} s (generation {s['generation']:.0f} s in "
                        f"{self.generation_waves} wave(s) + training {s['training']:.0f} s + answer clustering "
-                       f"{s['clustering']:.1f} s, not overlapped)")
+                       f"{s['clustering']:.1f} s{judging}, not overlapped)")
         if self.disk_gb:
             d = self.disk_gb
             out.append(f"  disk             ~{sum(d.values()):,.0f} GB: "
@@ -443,18 +466,11 @@ def make_plan(recipe, cluster: Cluster = Cluster(), vllm_mode: str | None = None
                 vllm_gpu_memory_utilization=args.vllm_gpu_memory_utilization if args.use_vllm else None,
                 output_dir=args.output_dir, save_steps=args.save_steps)
     _rewards(plan, recipe)
+    if empo_args.clustering != "math":
+        _judge(plan, recipe)
     _memory(plan, shape, args, model_args, shape_file)
     _time(plan, shape, args)
     _disk(plan, args, empo_args)
-    if empo_args.clustering != "math":  # free-form: a judge model runs beside the policy; its size is not known here
-        from empo.clustering.judges import DEFAULT_JUDGE_MODEL
-
-        kind = "embedding" if empo_args.clustering == "embedding" else empo_args.entailment_judge
-        judge = empo_args.judge_model or DEFAULT_JUDGE_MODEL[kind]
-        plan.assumptions.append(
-            f"not counted: the {kind} judge {judge} on {empo_args.judge_device} -- its weights in every training "
-            f"process (judges load in fp32) and its forward passes over the answer pairs of every group (each "
-            f"process judges the whole global batch), in memory and in time")
     over = plan.memory_per_gpu - cluster.gpu_memory_gib
     if over > 0:
         top = ", ".join(f"{k} {v:.1f}" for k, v in sorted(plan.memory.items(), key=lambda kv: -kv[1])[:3])
@@ -521,6 +537,10 @@ def _memory(plan: Plan, shape: ModelShape, args, model_args, shape_file: Path) -
                                 f"~{plan.vllm_kv_tokens / T:,.0f} sequences of {T} tokens at once per replica")
         if lo.vllm_mode == "colocate":
             model.resident["vLLM share (colocated)"] = share
+    if plan.judge is not None:
+        model.resident.update(plan.judge.resident_gib)
+        if plan.judge.peak_gib:
+            model.phases["judging (transformers verifier)"] = dict(plan.judge.peak_gib)
     plan.memory_model = mem.finish(model)
     plan.assumptions += [
         f"model architecture from {shape_file}",
@@ -573,8 +593,15 @@ def _time(plan: Plan, shape: ModelShape, args) -> None:
     gen_s = max(throughput_s, latency_s)
     # Clustering the answers: on CPU, shared out over the training processes (empo.clustering.groups)
     cluster_s = plan.completions_per_step / (lo.trainers * c.cluster_answers_per_s)
-    plan.step_seconds = {"generation": gen_s, "training": train_s, "clustering": cluster_s,
-                         "total": gen_s + train_s + cluster_s}
+    judge_s = 0.0
+    if plan.judge is not None:  # prefill only (one next token per pair): compute-bound, at the training MFU
+        j = plan.judge
+        rate = c.peak_tflops * 1e12 * c.train_mfu / (1.0 if j.engine == "vllm" else FP32_SLOWDOWN)
+        judge_s = j.pairs_per_step * j.tokens_per_pair * 2 * j.params / (lo.trainers * rate)
+    plan.step_seconds = {"generation": gen_s, "training": train_s, "clustering": cluster_s + judge_s,
+                         "total": gen_s + train_s + cluster_s + judge_s}
+    if plan.judge is not None:
+        plan.step_seconds["judging (at most)"] = judge_s
     plan.generation_waves = waves
     if plan.total_steps is not None:
         plan.gpu_hours = plan.step_seconds["total"] * plan.total_steps * plan.total_gpus / 3600
@@ -589,8 +616,10 @@ def _time(plan: Plan, shape: ModelShape, args) -> None:
         f"generation at {c.generation_mfu:.0%} of peak on {gen_gpus} GPU(s), and no faster than {waves} wave(s) x "
         f"max_completion_length x {c.decode_step_s * 1000:g} ms per decode step per rollout (the longest completion "
         "sets the pace; a wave is as many sequences as one vLLM instance's KV cache holds at once)",
-        f"answer clustering at {c.cluster_answers_per_s:g} answers/s per training process (math answers on one CPU "
-        "core; free-form judges are slower and not counted)",
+        f"answer clustering at {c.cluster_answers_per_s:g} answers/s per training process (answers and guards on one "
+        "CPU core)" + (f", plus the verifier judge's forward passes at {c.train_mfu:.0%} of peak"
+                       + ("" if plan.judge.engine == "vllm" else f" / {FP32_SLOWDOWN:g} (fp32)")
+                       if plan.judge is not None else ""),
         "generation and training do not overlap (TRL generates, then trains); evaluation and checkpoint saving "
         "are not counted",
     ]
@@ -604,6 +633,68 @@ def _rewards(plan: Plan, recipe) -> None:
     plan.rewards = [f"{s.name} ({s.origin}; {'label-free' if s.traits.label_free else 'supervised'})"
                     for s in sources]
     plan.token_statistics = tuple(sorted({t for s in sources for t in s.traits.token_statistics}))
+
+
+def find_judge_shape(recipe: Path, judge_model: str) -> tuple[ModelShape, Path] | None:
+    """The judge's architecture: a local judge's ``config.json``, else ``judge_model_config.json`` in the recipe's
+    model directory (beside ``model_config.json``) when its ``judge_model`` names this judge; None otherwise."""
+    recipe = Path(recipe).resolve()
+    local = Path(judge_model) / "config.json"
+    if local.is_file():
+        return ModelShape.from_file(local), local
+    for candidate in (recipe.parent.parent / "judge_model_config.json", recipe.parent / "judge_model_config.json"):
+        if candidate.is_file() and json.loads(candidate.read_text()).get("judge_model") == judge_model:
+            return ModelShape.from_file(candidate), candidate
+    return None
+
+
+def _judge(plan: Plan, recipe) -> None:
+    """The free-form judge beside each training process: the verifier's weights (and vLLM share) and its forward
+    passes, counted when its architecture is known and it runs on the training GPU; said not counted otherwise."""
+    from empo.clustering.judges import DEFAULT_JUDGE_MODEL
+
+    e, c = recipe.empo, plan.cluster
+    kind = "embedding" if e.clustering == "embedding" else e.entailment_judge
+    model = e.judge_model or DEFAULT_JUDGE_MODEL[kind]
+    found = find_judge_shape(recipe.path, model) if kind == "verifier" else None
+    on_gpu = e.judge_device == "auto" or e.judge_device.startswith("cuda")
+    if found is None or not on_gpu:
+        why = ("its architecture is unknown: put its config.json numbers, and judge_model, in "
+               f"{Path(recipe.path).resolve().parent.parent / 'judge_model_config.json'}" if kind == "verifier"
+               and on_gpu else "only the verifier judge is modelled" if on_gpu else "it runs on the CPU")
+        plan.assumptions.append(f"not counted: the {kind} judge {model} on {e.judge_device} ({why}) -- its weights "
+                                "in every training process and its forward passes over each group's answer pairs")
+        return
+    shape, shape_file = found
+    P = shape.params()
+    G = plan.num_generations
+    tokens = JUDGE_TEMPLATE_TOKENS + c.mean_prompt_tokens + 2 * JUDGE_PART_TOKENS
+    load = JudgeLoad(model=model, engine=e.judge_engine, params=P, resident_gib={}, peak_gib={},
+                     pairs_per_step=plan.prompts_per_step * G * (G - 1), tokens_per_pair=tokens)
+    if e.judge_engine == "vllm":
+        share = e.judge_gpu_memory_utilization * c.gpu_memory_gib
+        weights = 2 * P / GiB
+        kv = share - weights - 1.0
+        if kv <= 0:
+            raise PlanError(f"judge_gpu_memory_utilization {e.judge_gpu_memory_utilization:g} x "
+                            f"{c.gpu_memory_gib:g} GiB = {share:.1f} GiB does not hold the judge {model}'s weights "
+                            f"({weights:.1f} GiB in bf16) plus 1 GiB of buffers; raise it")
+        load.kv_tokens = kv * GiB / shape.kv_bytes_per_token(2)
+        load.resident_gib["verifier judge on vLLM (judge_gpu_memory_utilization x GPU)"] = share
+    else:
+        b = e.judge_batch_size or 16
+        load.resident_gib["verifier judge weights (transformers, fp32)"] = 4 * P / GiB
+        # one batch, no grad: a layer's widest tensors at once and the next token's logits (logits_to_keep=1)
+        load.peak_gib["hidden states of one batch"] = b * tokens * (4 * shape.hidden_size
+                                                                    + 2 * shape.intermediate_size) * 4 / GiB
+        load.peak_gib["next-token logits (fp32)"] = b * shape.vocab_size * 4 / GiB
+    plan.judge = load
+    plan.assumptions.append(
+        f"the verifier judge {model} ({P / 1e9:.2f} B, architecture from {shape_file}) on each training GPU "
+        f"({'vLLM, bf16' if e.judge_engine == 'vllm' else 'transformers, fp32'}); at most {G} x {G - 1} directed pairs "
+        f"per group (every answer its own answering part; equal parts and the guards' decisions need none), "
+        f"~{tokens} tokens each ({JUDGE_TEMPLATE_TOKENS} of template + the mean prompt + two parts of "
+        f"{JUDGE_PART_TOKENS}); groups shared out over the training processes (empo.clustering.groups)")
 
 
 def _disk(plan: Plan, args, empo_args) -> None:

@@ -1,7 +1,8 @@
 """Meaning judges for free-form answers, behind one interface (:class:`empo.clustering.judges.base.Judge`).
 
 - ``nli``: an NLI cross-encoder (any sequence-classification model with an entailment label);
-- ``verifier``: a causal LM asked whether two answers mean the same (P(yes) vs P(no), no sampling);
+- ``verifier``: a causal LM asked whether two answers mean the same (P(yes) vs P(no), no sampling), on transformers
+  or (``engine="vllm"``) on vLLM's offline engine;
 - ``embedding``: cosine similarity of mean-pooled sentence embeddings (all-MiniLM-L6-v2 by default).
 
 ``build_judge(kind, model, ...)`` builds one; models load lazily (only when a judge is built).
@@ -39,7 +40,10 @@ def build_judge(kind: str, model: str | None = None, *, threshold: float | None 
         from empo.clustering.judges.nli import NLIJudge
         return NLIJudge(model, **kwargs)
     if kind == "verifier":
-        from empo.clustering.judges.verifier import VerifierJudge
+        from empo.clustering.judges.verifier import VerifierJudge, VLLMVerifierJudge
+
+        if kwargs.pop("engine", "hf") == "vllm":
+            return VLLMVerifierJudge(model, **kwargs)
         return VerifierJudge(model, **kwargs)
     from empo.clustering.judges.embedding import EmbeddingJudge
     return EmbeddingJudge(model, **kwargs)

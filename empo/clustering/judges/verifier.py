@@ -5,6 +5,9 @@ generation prompt -- one forward pass per pair, no sampling, no generation.  "ye
 log-sum-exp over the first tokens of their spellings ("Yes", " yes", ...), so the reading does not depend on
 which capitalisation or leading space the tokenizer prefers.
 
+:class:`VLLMVerifierJudge` asks the same prompts on vLLM's offline engine (``judge_engine: vllm``), a group's pending
+pairs in one call.
+
 Works with any causal LM: the embedded default model (``smollm2-135m-instruct``), a separate verifier, or the policy
 itself (pass ``model=`` and ``tokenizer=`` objects).  The question asked is symmetric in intent, but small LMs are
 biased by position, so clustering asks both orders (A, B) and (B, A) and needs "yes" to both (the bidirectional
@@ -65,6 +68,23 @@ class VerifierJudge(Judge):
     def __init__(self, model="smollm2-135m-instruct", tokenizer=None, threshold: float = 0.5, batch_size: int = 16,
                  device: str = "cpu", template: str = "same_meaning"):
         super().__init__(threshold=threshold, batch_size=batch_size, device=device)
+        self.template, self.chat = TEMPLATES.get(template, (template, True))
+        for key in ("{question}", "{a}", "{b}"):
+            if key not in self.template:
+                raise ConfigError(f"judge 'verifier': template must be one of {sorted(TEMPLATES)} or a format string "
+                                 f"with {{question}}, {{a}} and {{b}}; '{template}' lacks {key}")
+        self.tokenizer = tokenizer = self._load(model, tokenizer, device)
+        if self.chat and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f"judge 'verifier': the tokenizer has no chat template for the '{template}' template; "
+                              "use "
+                             "judge_template: general_verifier (a raw prompt) or a model with one")
+        self.yes_ids = _first_token_ids(tokenizer, _YES)
+        self.no_ids = _first_token_ids(tokenizer, _NO)
+        if set(self.yes_ids) & set(self.no_ids):
+            raise ConfigError("judge 'verifier': the tokenizer maps 'yes' and 'no' to a shared first token")
+
+    def _load(self, model, tokenizer, device: str):
+        """Load the model (a name) or take it (an object); return the tokenizer."""
         from empo.model import load_model, load_tokenizer
 
         self.device = resolve_device(device)
@@ -75,20 +95,8 @@ class VerifierJudge(Judge):
             raise ValueError("judge 'verifier': pass tokenizer= with a model object")
         else:  # a model object (e.g. the policy) stays where it is; inputs go to its device
             self.device = next(model.parameters()).device
-        self.model, self.tokenizer = model, tokenizer
-        self.template, self.chat = TEMPLATES.get(template, (template, True))
-        for key in ("{question}", "{a}", "{b}"):
-            if key not in self.template:
-                raise ConfigError(f"judge 'verifier': template must be one of {sorted(TEMPLATES)} or a format string "
-                                 f"with {{question}}, {{a}} and {{b}}; '{template}' lacks {key}")
-        if self.chat and not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(f"judge 'verifier': the tokenizer has no chat template for the '{template}' template; "
-                              "use "
-                             "judge_template: general_verifier (a raw prompt) or a model with one")
-        self.yes_ids = _first_token_ids(tokenizer, _YES)
-        self.no_ids = _first_token_ids(tokenizer, _NO)
-        if set(self.yes_ids) & set(self.no_ids):
-            raise ConfigError("judge 'verifier': the tokenizer maps 'yes' and 'no' to a shared first token")
+        self.model = model
+        return tokenizer
 
     def prompt(self, question: str, a: str, b: str) -> str:
         text = self.template.format(question=question, a=a, b=b)
@@ -112,10 +120,89 @@ class VerifierJudge(Judge):
         self.model.eval()
         try:
             with torch.no_grad():
-                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, -1]
+                # the next token's logits only: [batch, vocab], not [batch, tokens, vocab]
+                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                    logits_to_keep=1).logits[:, -1]
         finally:
             self.model.train(was_training)
         logp = torch.log_softmax(logits.float(), dim=-1)
         yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
         no = torch.logsumexp(logp[:, self.no_ids], dim=-1)
         return torch.sigmoid(yes - no).cpu().tolist()  # P(yes) / (P(yes) + P(no))
+
+
+class VLLMVerifierJudge(VerifierJudge):
+    """The verifier on vLLM's offline engine: the same prompts and the same reading of P(yes) / (P(yes) + P(no)),
+    every pair of one ``entails`` call (clustering: a group's pending pairs) in one ``generate`` call.
+
+    One output token per pair, restricted to the yes/no tokens (``allowed_token_ids``), and its log-probs read after
+    that restriction (``logprobs_mode="processed_logprobs"``): renormalised over yes and no, which leaves the ratio
+    P(yes) / P(no) -- the score -- exactly as the full distribution has it. The engine takes
+    ``gpu_memory_utilization`` of ``device``'s memory, in the process that builds the judge (CPU: vLLM's CPU build
+    and RAM; fp32 there, bf16 on a GPU). Under ``accelerate launch`` each training process runs its own engine on its
+    own GPU the way TRL's colocate mode does (``distributed_executor_backend="external_launcher"``), so it cannot
+    share a process with TRL's colocated engine (the recipe check refuses that)."""
+
+    name = "verifier"
+
+    def __init__(self, model="smollm2-135m-instruct", threshold: float = 0.5, batch_size: int = 1 << 16,
+                 device: str = "auto", template: str = "same_meaning", gpu_memory_utilization: float = 0.1,
+                 max_model_len: int = 2048, seed: int = 0):
+        if not isinstance(model, str):
+            raise ConfigError("judge 'verifier' on vLLM: pass a model name or directory (vLLM loads it itself)")
+        self._engine = dict(gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, seed=seed)
+        super().__init__(model, None, threshold=threshold, batch_size=batch_size, device=device, template=template)
+
+    def _load(self, model, tokenizer, device: str):
+        import os
+
+        from empo.distributed import world
+        from empo.model import load_tokenizer, resolve_model_path
+        from empo.rollout.vllm_engine import configure_cpu_threads, engine_kwargs, on_cpu, require_vllm
+
+        require_vllm()
+        from vllm import LLM
+
+        cpu = on_cpu()
+        self.device = "cpu" if cpu else resolve_device(device)
+        if not cpu and not str(self.device).startswith("cuda"):
+            raise ConfigError(f"judge 'verifier' on vLLM: judge_device '{device}' is not a GPU, and this vLLM is "
+                              "the CUDA build (use judge_engine: hf for a CPU judge)")
+        path = resolve_model_path(model)
+        kwargs = {**engine_kwargs("float32" if cpu else "bfloat16", self._engine["seed"]),
+                  "gpu_memory_utilization": self._engine["gpu_memory_utilization"],
+                  "max_model_len": self._engine["max_model_len"], "logprobs_mode": "processed_logprobs"}
+        if cpu:
+            import torch
+
+            configure_cpu_threads(torch.get_num_threads())
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # as the rollout engine (vllm_engine.py)
+        elif world()[1] > 1:
+            kwargs["distributed_executor_backend"] = "external_launcher"  # this process's GPU, as TRL colocates
+        self.llm = LLM(model=path, tokenizer=path, **kwargs)
+        self.model = None
+        return load_tokenizer(model, padding_side="left")
+
+    def _score(self, question, pairs):
+        import math
+
+        from vllm import SamplingParams, TokensPrompt
+
+        ids = self.yes_ids + self.no_ids
+        prompts = [TokensPrompt(prompt_token_ids=self.tokenizer(self.prompt(question, a, b),
+                                                                add_special_tokens=False)["input_ids"])
+                   for a, b in pairs]
+        params = SamplingParams(max_tokens=1, temperature=1.0, allowed_token_ids=ids, logprobs=len(ids),
+                                seed=self._engine["seed"])
+        scores = []
+        for out in self.llm.generate(prompts, params, use_tqdm=False):
+            logprobs = out.outputs[0].logprobs[0]  # token id -> Logprob, the allowed tokens only
+
+            def lse(token_ids):
+                values = [logprobs[t].logprob for t in token_ids if t in logprobs]
+                top = max(values, default=-math.inf)
+                return top + math.log(sum(math.exp(v - top) for v in values)) if values else -math.inf
+
+            yes, no = lse(self.yes_ids), lse(self.no_ids)
+            scores.append(0.5 if yes == no == -math.inf else 1.0 / (1.0 + math.exp(min(no - yes, 700.0))))
+        return scores
