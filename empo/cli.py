@@ -163,6 +163,8 @@ def _add_compare(sub) -> None:
                    help="with --store: start no run that its finished siblings say would end past this budget")
     p.add_argument("--status", action="store_true",
                    help="with --store: list the sweep's done, stale and missing runs and the time left; run nothing")
+    p.add_argument("--interim", action="store_true",
+                   help="with --store: write the report of the runs done so far to <store>/interim; run nothing")
     p.add_argument("--output", default="runs/compare", help="report directory (sweeps: <output_root>/compare)")
     p.add_argument("--allow-diff", default="", help="comma-separated setting keys allowed to differ between runs")
     p.add_argument("--no-eval", dest="evaluate", action="store_false", help="use the evals already on disk")
@@ -183,8 +185,8 @@ def _compare(args) -> int:
 
     allow = {k.strip() for k in args.allow_diff.split(",") if k.strip()}
     set_threads(args.threads)
-    if (args.store is None) and (args.time_budget is not None or args.status):
-        raise ConfigError("--time-budget and --status need --sweep SPEC --store DIR")
+    if (args.store is None) and (args.time_budget is not None or args.status or args.interim):
+        raise ConfigError("--time-budget, --status and --interim need --sweep SPEC --store DIR")
     if args.store is not None and not args.sweep:
         raise ConfigError("--store needs --sweep SPEC")
     if args.sweep:
@@ -215,6 +217,17 @@ def _stored_sweep(sweep, args, allow: set[str]) -> int:
         print(format_status(sweep_states(sweep, store)))
         return 0
     command = ["empo", "compare", "--sweep", args.sweep, "--store", args.store]
+    if args.interim:
+        from empo.compare.sweep import write_interim
+
+        states, out = write_interim(sweep, store, command, allow=allow)
+        if out is None:
+            print(f"0 of {len(states)} runs done: no interim report yet")
+            return 0
+        print((out / "report.md").read_text(encoding="utf-8"))
+        print(f"[empo] compare: interim report of {sum(s.state == 'done' for s in states)} of {len(states)} runs in "
+              f"{out}", file=sys.stderr)
+        return 0
     budget = None if args.time_budget is None else args.time_budget * 60
     states, comparison = run_stored_sweep(sweep, store, allow=allow, time_budget=budget, command=command)
     done = sum(s.state == "done" for s in states)

@@ -2,7 +2,8 @@
 # The label-free reward league (recipes/SmolLM2-135M-Instruct/sweeps/league_cpu.yaml) through its committed store,
 # eval/results/league_cpu/: trains and evaluates only the runs the store lacks (a killed run resumes from its
 # checkpoint while runs/ still holds it), bundles each as it finishes, and once every run is in writes the report
-# (eval/results/league_cpu/compare/) and the stopping study (eval/results/league_cpu/stopping/) from the store alone.
+# (eval/results/league_cpu/compare/) and the stopping study (eval/results/league_cpu/stopping/) from the store alone;
+# until then, the interim report of the runs done (eval/results/league_cpu/interim/).
 #   scripts/run_league.sh [MINUTES]   # with a time budget: start no run that would end past it
 # Commit eval/results/league_cpu/ whenever a bundle lands: the next session continues from the committed store.
 set -euo pipefail
@@ -20,4 +21,6 @@ read -r done _ total _ <<<"$status"
 if [ "$done" = "$total" ]; then
   "$PY" scripts/study_stopping.py --sweep "$spec" --store "$store" --block checkpoints-greedy \
     --reference empo-band-ds --threads 2
+else  # the runs done so far, headed as such: eval/results/league_cpu/interim/
+  "$PY" -m empo.cli compare --sweep "$spec" --store "$store" --interim > /dev/null
 fi

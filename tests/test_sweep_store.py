@@ -231,7 +231,23 @@ def test_a_run_killed_mid_way_resumes_from_its_directory_and_a_half_written_bund
     assert len(Store("store").bundles()) == 6
 
 
+def test_an_interim_report_of_the_runs_done_so_far_trains_nothing(tmp_path, monkeypatch, machine, capsys):
+    start(tmp_path / "a", monkeypatch)
+    assert cli_main(["compare", "--sweep", "sweep.yaml", "--store", "store", "--interim"]) == 0
+    assert "0 of 6 runs done: no interim report yet" in capsys.readouterr().out
+    machine(interrupt_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_stored_sweep(Sweep.from_yaml("sweep.yaml"), Store("store"), command=COMMAND, progress=False)
+    trainer = machine()
+    assert cli_main(["compare", "--sweep", "sweep.yaml", "--store", "store", "--interim"]) == 0
+    assert trainer.calls == []  # nothing trained or evaluated
+    report = Path("store/interim/report.md").read_text()
+    assert "**Interim: 2 of 6 runs**" in report and "Missing: empo-nofilter-seed0, empo-seed1," in report
+    assert "- `empo`: seeds [0]" in report and not Path("store/compare").exists()
+
+
 def test_the_cli_refuses_store_options_without_a_store(tmp_path, monkeypatch, capsys):
     start(tmp_path / "a", monkeypatch)
-    assert cli_main(["compare", "--sweep", "sweep.yaml", "--status"]) == 2
-    assert "--store" in capsys.readouterr().err
+    for option in ("--status", "--interim"):
+        assert cli_main(["compare", "--sweep", "sweep.yaml", option]) == 2
+        assert "--store" in capsys.readouterr().err

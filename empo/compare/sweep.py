@@ -274,6 +274,31 @@ def run_stored_sweep(sweep: Sweep, store, allow: set[str] = frozenset(), time_bu
     return states, comparison
 
 
+def write_interim(sweep: Sweep, store, command: list[str], allow: set[str] = frozenset(),
+                  progress: bool = True) -> tuple[list, Path | None]:
+    """The report of the runs the store has done so far, into ``<store>/interim`` (headed "interim: N of M runs",
+    the missing ones named), while the sweep is unfinished: trains and evaluates nothing. ``command``: the one that
+    continues the sweep. Returns the states and the report's directory (None when no run is done)."""
+    from empo.compare.store import store_provenance
+    from empo.io import atomic_write_text
+
+    states = sweep_states(sweep, store)
+    names = [s.name for s in states if s.state == "done"]
+    if not names:
+        return states, None
+    out = store.root / "interim"
+    compare([store.run_path(n) for n in names], sweep.blocks(), out, allow=allow, evaluate=False,
+            progress=progress, base_root=store.root / "base",
+            source=store_provenance(store, [*command, "--interim"], names))
+    missing = [s.name for s in states if s.state != "done"]
+    head, _, rest = (out / "report.md").read_text(encoding="utf-8").partition("\n")
+    note = (f"**Interim: {len(names)} of {len(states)} runs** -- an arm with fewer seeds than the sweep's is not its "
+            f"result yet. Missing: {', '.join(missing) or 'none'}. `{' '.join(command)}` continues the sweep; once "
+            f"the store is full it writes the report to `{store.report_path().name}/`.")
+    atomic_write_text(out / "report.md", f"{head}\n\n{note}\n{rest}")
+    return states, out
+
+
 def _flat(record: dict) -> dict:
     return {f"{section}.{k}": v for section in ("empo", "model", "training") for k, v in record[section].items()}
 
