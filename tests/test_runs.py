@@ -95,6 +95,17 @@ def test_a_library_setting_added_or_renamed_since_the_record_counts_as_its_defau
     dropped = json.loads(json.dumps(base))
     dropped["training"]["a_setting_a_newer_trl_dropped"] = True  # the installed library cannot say what it did
     assert defining_differences(dropped, base) == ["a_setting_a_newer_trl_dropped: True -> '<unset>'"]
+    # compare reads runs the same way: the older run and the newer one are comparable
+    from empo.compare.runs import check_comparable, load_run
+
+    runs = []
+    for name, record in (("older", older), ("newer", base)):
+        record = json.loads(json.dumps(record))
+        record["training"]["seed"] = len(runs)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "empo_run.json").write_text(json.dumps(record))
+        runs.append(load_run(tmp_path / name))
+    check_comparable(runs)
 
 
 def test_resume_unchanged_or_extended_rewrites_the_record(tmp_path):

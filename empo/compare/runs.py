@@ -44,7 +44,10 @@ def load_run(path: str | Path) -> Run:
     config = path / "empo_run.json"
     if not config.is_file():
         raise CompareError(f"'{path}' is not an empo training run (no empo_run.json)")
-    raw = json.loads(config.read_text(encoding="utf-8"))
+    from empo.training.run_dir import complete_record
+
+    # completed as a resume reads it: a run recorded before a library added a setting compares equal on it
+    raw = complete_record(json.loads(config.read_text(encoding="utf-8")))
     settings = {f"{section}.{k}": v for section in ("empo", "model", "training") for k, v in raw[section].items()}
     return Run(path, method_name(raw), int(raw["training"]["seed"]), settings)
 

@@ -88,18 +88,13 @@ def run_record(empo_args, training_args, model_args) -> dict:
 
 
 def defining_differences(old: dict, new: dict) -> list[str]:
-    """``section.key: old -> new`` for every defining setting that differs. A setting the old record lacks -- added
-    to empo, TRL or transformers after the run was recorded -- counts as its default in the installed class (a new
-    field's default keeps the behaviour the library had before it existed), or, when it is a library's new name of a
-    setting the old record holds (:data:`RENAMED`), as that setting. A setting only the old record has (a field the
-    installed library dropped) still differs: nothing says what its absence does now."""
+    """``section.key: old -> new`` for every defining setting that differs, both records completed by
+    :func:`complete_record` first. A setting only the old record has (a field the installed library dropped) still
+    differs: nothing says what its absence does now."""
+    old, new = complete_record(old), complete_record(new)
     diffs = []
     for section in ("empo", "model", "training"):
         before, now = old.get(section, {}) or {}, new.get(section, {}) or {}
-        defaults = {**_field_defaults(section),
-                    **{new_name: before[old_name] for new_name, old_name in RENAMED.get(section, {}).items()
-                       if old_name in before}}
-        before = {**{k: v for k, v in defaults.items() if k in now}, **before}
         for key in sorted((before.keys() | now.keys()) - NOT_DEFINING.get(section, frozenset())):
             if key in NOT_RECORDED:
                 continue
@@ -107,6 +102,22 @@ def defining_differences(old: dict, new: dict) -> list[str]:
             if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
                 diffs.append(f"{key}: {a!r} -> {b!r}")
     return diffs
+
+
+def complete_record(record: dict) -> dict:
+    """The record with every setting it lacks -- added to empo, TRL or transformers after it was written -- filled
+    in: a library's new name of a setting the record holds (:data:`RENAMED`) as that setting, any other as its
+    default in the installed class (a new field's default keeps the behaviour the library had before it existed).
+    What a resume and a comparison of runs read, so a record written under transformers 5.19 reads the same
+    under 5.25 (which added ``activation_checkpointing``)."""
+    out = dict(record)
+    for section in ("empo", "model", "training"):
+        held = dict(record.get(section) or {})
+        filled = {**_field_defaults(section),
+                  **{new_name: held[old_name] for new_name, old_name in RENAMED.get(section, {}).items()
+                     if old_name in held}}
+        out[section] = {**{k: v for k, v in filled.items() if k not in NOT_RECORDED}, **held}
+    return out
 
 
 def _field_defaults(section: str) -> dict:
