@@ -97,8 +97,9 @@ class EmpoArguments:
                 "verifier, 'all-minilm-l6-v2' for embedding; 'nli' needs one."})
     judge_threshold: float | None = field(default=None, metadata={
         "help": "Score at or above which the judge says yes: P(yes) or P(entailment) in [0, 1], cosine for "
-                "embedding. None: the default models' calibrated thresholds (0.566 verifier, cosine 0.689 embedding: "
-                "eval/results/benchmarks/judges_cpu.json), else 0.5 (verifier, nli) or 0.8 (embedding)."})
+                "embedding. None: the default models' calibrated thresholds "
+                "(empo.clustering.judges.CALIBRATED_THRESHOLD, from eval/results/benchmarks/judges_cpu.json), else "
+                "0.5 (verifier, nli) or 0.8 (embedding)."})
     judge_template: str | None = field(default=None, metadata={
         "help": "The verifier's prompt: 'same_meaning' (default), 'entailment' (one-way), 'general_verifier' (the raw "
                 "prompt of TIGER-Lab/general-verifier, as the official EMPO code asks it), or a format string with "

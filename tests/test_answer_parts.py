@@ -13,6 +13,7 @@ from empo.clustering.guards import (
     different,
     entity_guard,
     number_guard,
+    order_guard,
     polarity_guard,
 )
 from empo.clustering.numbers import canonical, numbers
@@ -28,6 +29,8 @@ from empo.clustering.numbers import canonical, numbers
     ("Is a whale a mammal?", "No, it isn't.", "no"),                                 # a yes/no question: yes or no
     ("Is a whale a mammal?", "A whale is a mammal.", "yes"),                         # a plain restatement: yes
     ("Does ice float?", "It does not float.", "no"),                                 # a negated one: no
+    ("Is a whale a mammal?", "A whale is a mammal, since it breathes air.", "yes"),  # the first clause decides
+    ("Does ice float?", "It does not float, because water is denser.", "no"),
     ("Do spiders have six legs?", "Spiders have eight legs, not six.", "8 not"),     # says more: its words
     ("Does ice float or sink?", "It floats.", "floats"),                             # "or": its options are answers
     ("What is the capital of France?", "The capital of France is Paris.", "paris"),
@@ -83,6 +86,31 @@ def test_contrast_guard():
     assert contrast_guard("paris", "lyon") is None
     assert contrast_guard("blue", "light blue") == "one narrows the other (light)"  # one-way: not the same
     assert contrast_guard("africa", "north africa") is not None and contrast_guard("honey", "makes honey") is None
+    # one word for another that differs in its first letters only: a prefix changed it
+    assert contrast_guard("endothermic", "exothermic") == "words differing in a prefix (endothermic vs exothermic)"
+    assert contrast_guard("deoxyribonucleic acid", "ribonucleic acid") is not None
+    assert contrast_guard("stable", "unstable") is not None
+    for a, b in [("organise", "organize"), ("colour", "color"), ("photograph", "photography"), ("ice", "dice"),
+                 ("leaves", "leaf")]:  # spelling, inflection (they differ at the end), and stems under 5 letters
+        assert contrast_guard(a, b) is None, (a, b)
+
+
+def test_order_guard():
+    q = "What is evaporation?"
+
+    def order(a, b):
+        return order_guard(answering_part(q, a), answering_part(q, b), answer_a=a, answer_b=b)
+
+    assert order("A liquid becoming a gas.", "A gas becoming a liquid.") == \
+        "the same words in another order (a relation reversed)"
+    assert order("Cats chase mice", "Mice chase cats") is not None
+    assert order("Water turns into ice", "Ice turns into water") is not None
+    # a list in another order is the same list
+    assert order("The north pole and the south pole", "the south pole, and the north pole") is None
+    assert order("salt, pepper and oil", "oil, salt and pepper") is None
+    assert order("red and blue", "blue and red") is None
+    assert order("A liquid becoming a gas.", "A liquid becoming a gas") is None  # the same order
+    assert order("gas liquid", "liquid gas") is None  # two words: too little to read a relation
 
 
 def test_quantities_are_one_answer_within_rounding_but_integers_exactly():

@@ -143,8 +143,9 @@ def test_verifier_judge_on_vllm_scores_and_clusters_as_on_transformers(tmp_path,
 def test_free_form_training_step_with_the_judge_on_vllm(tmp_path, default_model_path):
     out = tmp_path / "run"
     run([sys.executable, "-m", "empo.cli", "train", "--config",
-         "recipes/SmolLM2-135M-Instruct/empo/config_freeform_cpu.yaml", "--max_steps", "1", "--clustering", "entailment",
-         "--entailment_judge", "verifier", "--judge_model", "smollm2-135m-instruct", "--judge_engine", "vllm",
-         "--judge_gpu_memory_utilization", "0.15", "--output_dir", str(out), "--save_strategy", "no"], timeout=900)
+         "recipes/SmolLM2-135M-Instruct/empo/config_freeform_cpu.yaml", "--max_steps", "1",
+         "--clustering", "entailment", "--entailment_judge", "verifier", "--judge_model", "smollm2-135m-instruct",
+         "--judge_engine", "vllm", "--judge_gpu_memory_utilization", "0.15", "--output_dir", str(out),
+         "--save_strategy", "no"], timeout=900)
     steps = [row for row in read_jsonl(out / "metrics.jsonl") if "empo/entropy_mean" in row]
     assert [row["step"] for row in steps] == [1]  # the step's groups were clustered by the judge on vLLM

@@ -17,8 +17,9 @@ question, to its *answering part*:
 5. nothing left (the answer only restates the question, or is all function words): the whole normalised answer;
 6. a yes/no question (it starts with an auxiliary -- "Is...", "Does..." -- and offers no "or"): "yes" or "no" when
    the answer says so (its first word; or a "yes"/"no" anywhere without the other; or a restatement: "It floats." to
-   "Does ice float?" -> "yes", "It is not round." -> "no"); an answer that says more keeps its words ("Spiders have
-   eight legs, not six." -> "8 not"), for the guards and the judge.
+   "Does ice float?" -> "yes", "It is not round." -> "no"; else its first clause read so: "A whale is a mammal, since
+   it breathes air." -> "yes"); an answer that says more keeps its words ("Spiders have eight legs, not six." ->
+   "8 not"), for the guards and the judge.
 
 So "The opposite of hot is cool." -> "cool", "Mercury is the largest planet." -> "mercury", "A spider has 8 legs." ->
 "8". :func:`same_part` says when two parts are one answer without a judge: equal; or quantities whose numbers agree
@@ -26,8 +27,8 @@ So "The opposite of hot is cool." -> "cool", "Mercury is the largest planet." ->
 against the same number and one word ("7" / "7 colours": the counted noun).
 
 Limits, by design: it is lexical (no parser). A question word the answer uses to answer is dropped from both
-answers alike; word order is lost for the guards but kept for the judges ("liquid becoming gas" / "gas becoming
-liquid" is the judge's to tell); English only.
+answers alike; word order is kept (the order guard reads it: "liquid becoming gas" / "gas becoming liquid");
+English only.
 """
 
 from __future__ import annotations
@@ -112,9 +113,16 @@ def answering_part(question: str | None, answer: str) -> str:
     asked, all_words, kept = _reduce(question, answer)
     if _yes_no_question(asked) and all_words:
         polarity = _yes_or_no(all_words, kept)
+        first = _FIRST_CLAUSE.split(answer.strip(), maxsplit=1)[0]
+        if polarity is None and first != answer.strip():  # "A whale is a mammal, since it breathes air.": yes
+            polarity = _yes_or_no(*_reduce(question, first)[1:])
         if polarity:
             return polarity
     return " ".join(canonical(kept or all_words, bare_unit=asked_unit(asked)))
+
+
+#: Where an answer's first clause ends: what a yes/no answer says first decides it when the whole does not.
+_FIRST_CLAUSE = re.compile(r"\s*(?:[.;:!?]\s|,\s|\s(?:because|since|as|so|but)\s)", re.IGNORECASE)
 
 
 def restates(question: str | None, answer: str) -> bool:

@@ -17,6 +17,11 @@ without a judge only when their answering parts are identical (``cluster_texts``
   different points of one scale (freezing/cold/cool/warm/hot), which a small model or an embedding rates as
   similar -- and neither part holds the other's word; or one part is the other plus such words only, which narrow
   it ("blue" / "light blue", "Africa" / "North Africa": one-way, not the same).
+  Two words that differ in their first letters only, sharing the rest (at least 5 letters), name different things:
+  "endothermic" / "exothermic", "ribonucleic" / "deoxyribonucleic" (a prefix changes the word; inflections and
+  spelling variants differ at the end).
+* **order**: the parts hold the same content words in another order, and not as items of a list ("and", "or",
+  commas): a relation reversed ("a liquid becoming a gas" / "a gas becoming a liquid").
 * **restatement**: one answer only restates the question ("A color." to "What color is the sky?") and the other
   answers it.
 * (the number guard also tells a year from a decade: "1989" / "the late 1980s".)
@@ -25,7 +30,8 @@ The lexicon (:data:`CONTRAST_SETS`) is written for empo (Apache-2.0, like the pr
 scales; no WordNet (not shippable offline here).
 
 Limits: lexical, English; an entity written lower-case is not seen; a contrast word used in another sense ("a hot
-topic") can split two answers that mean the same.
+topic") can split two answers that mean the same, and so can a clipped word ("plane" / "airplane"); a relation whose
+reversal keeps its meaning ("A equals B" / "B equals A") is split.
 """
 
 from __future__ import annotations
@@ -158,7 +164,40 @@ def contrast_guard(part_a: str, part_b: str, **_) -> str | None:
             for sa, pa in _POINT.get(wa, ()):
                 if any(sb == sa and pb != pa for sb, pb in _POINT.get(wb, ())):
                     return f"contrasting words ({wa} vs {wb})"
+    if len(a - b) == len(b - a) == 1:
+        (wa,), (wb,) = a - b, b - a
+        if _prefixed(wa, wb):
+            return f"words differing in a prefix ({wa} vs {wb})"
     return None
+
+
+#: Shared ending letters that make two words one stem with different prefixes (module docstring).
+PREFIX_STEM = 5
+
+
+def _prefixed(wa: str, wb: str) -> bool:
+    k = 0
+    while k < min(len(wa), len(wb)) and wa[-1 - k] == wb[-1 - k]:
+        k += 1
+    return k >= PREFIX_STEM and wa.isalpha() and wb.isalpha()
+
+
+_LIST_MARK = re.compile(r"\s*(?:,|;|&|\band\b|\bor\b)\s*")
+
+
+def order_guard(part_a: str, part_b: str, answer_a: str = "", answer_b: str = "", **_) -> str | None:
+    content = lambda text: [w for w in text.split() if w not in FUNCTION_WORDS]  # noqa: E731
+    ca, cb = content(part_a), content(part_b)
+    if ca == cb or sorted(ca) != sorted(cb) or len(ca) < 3:
+        return None
+
+    def items(answer: str) -> list[str]:  # the list items of the answer as written (parts drop "and", commas)
+        words = lambda chunk: " ".join(content(re.sub(r"[^\w\s]", " ", chunk.casefold())))  # noqa: E731
+        return sorted(w for w in map(words, _LIST_MARK.split(answer)) if w)
+
+    if items(answer_a or part_a) == items(answer_b or part_b):  # "north pole and south pole": one list, reordered
+        return None
+    return "the same words in another order (a relation reversed)"
 
 
 def restatement_guard(part_a: str, part_b: str, answer_a: str = "", answer_b: str = "", question: str = "",
@@ -169,7 +208,7 @@ def restatement_guard(part_a: str, part_b: str, answer_a: str = "", answer_b: st
 
 
 GUARDS = {"number": number_guard, "entity": entity_guard, "polarity": polarity_guard, "contrast": contrast_guard,
-          "restatement": restatement_guard}
+          "order": order_guard, "restatement": restatement_guard}
 
 
 def different(part_a: str, part_b: str, answer_a: str = "", answer_b: str = "", question: str = "") -> str | None:

@@ -194,15 +194,14 @@ class VLLMVerifierJudge(VerifierJudge):
                    for a, b in pairs]
         params = SamplingParams(max_tokens=1, temperature=1.0, allowed_token_ids=ids, logprobs=len(ids),
                                 seed=self._engine["seed"])
+        def lse(logprobs, token_ids):
+            values = [logprobs[t].logprob for t in token_ids if t in logprobs]
+            top = max(values, default=-math.inf)
+            return top + math.log(sum(math.exp(v - top) for v in values)) if values else -math.inf
+
         scores = []
         for out in self.llm.generate(prompts, params, use_tqdm=False):
             logprobs = out.outputs[0].logprobs[0]  # token id -> Logprob, the allowed tokens only
-
-            def lse(token_ids):
-                values = [logprobs[t].logprob for t in token_ids if t in logprobs]
-                top = max(values, default=-math.inf)
-                return top + math.log(sum(math.exp(v - top) for v in values)) if values else -math.inf
-
-            yes, no = lse(self.yes_ids), lse(self.no_ids)
+            yes, no = lse(logprobs, self.yes_ids), lse(logprobs, self.no_ids)
             scores.append(0.5 if yes == no == -math.inf else 1.0 / (1.0 + math.exp(min(no - yes, 700.0))))
         return scores
