@@ -141,9 +141,9 @@ class VLLMVerifierJudge(VerifierJudge):
     ``gpu_memory_utilization`` of ``device``'s memory, in the process that builds the judge (CPU: vLLM's CPU build
     and RAM; fp32 there, bf16 on a GPU). Under ``accelerate launch`` each training process runs its own engine on its
     own GPU the way TRL's colocate mode does (``distributed_executor_backend="external_launcher"``), so it cannot
-    share a process with TRL's colocated engine (the recipe check refuses that)."""
-
-    name = "verifier"
+    share a process with TRL's colocated engine (the recipe check refuses that). vLLM places its engine itself: on
+    the first visible GPU in one process, on the process's own under ``accelerate launch`` -- so ``device`` is
+    ``cuda`` or ``auto`` (``cuda:0`` in one process); another GPU is chosen with ``CUDA_VISIBLE_DEVICES``."""
 
     def __init__(self, model="smollm2-135m-instruct", threshold: float = 0.5, batch_size: int = 1 << 16,
                  device: str = "auto", template: str = "same_meaning", gpu_memory_utilization: float = 0.1,
@@ -164,10 +164,16 @@ class VLLMVerifierJudge(VerifierJudge):
         from vllm import LLM
 
         cpu = on_cpu()
+        processes = world()[1]
         self.device = "cpu" if cpu else resolve_device(device)
         if not cpu and not str(self.device).startswith("cuda"):
             raise ConfigError(f"judge 'verifier' on vLLM: judge_device '{device}' is not a GPU, and this vLLM is "
                               "the CUDA build (use judge_engine: hf for a CPU judge)")
+        placed_by_vllm = {"cuda", "cuda:0"} if processes == 1 else {"cuda"}
+        if not cpu and self.device not in placed_by_vllm:
+            raise ConfigError(f"judge 'verifier' on vLLM: judge_device '{device}' -- vLLM places its engine on "
+                              + ("the first visible GPU: choose another with CUDA_VISIBLE_DEVICES" if processes == 1
+                                 else "each training process's own GPU") + ", and judge_device: cuda")
         path = resolve_model_path(model)
         kwargs = {**engine_kwargs("float32" if cpu else "bfloat16", self._engine["seed"]),
                   "gpu_memory_utilization": self._engine["gpu_memory_utilization"],
@@ -177,7 +183,7 @@ class VLLMVerifierJudge(VerifierJudge):
 
             configure_cpu_threads(torch.get_num_threads())
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # as the rollout engine (vllm_engine.py)
-        elif world()[1] > 1:
+        elif processes > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"  # this process's GPU, as TRL colocates
         self.llm = LLM(model=path, tokenizer=path, **kwargs)
         self.model = None
@@ -194,6 +200,7 @@ class VLLMVerifierJudge(VerifierJudge):
                    for a, b in pairs]
         params = SamplingParams(max_tokens=1, temperature=1.0, allowed_token_ids=ids, logprobs=len(ids),
                                 seed=self._engine["seed"])
+
         def lse(logprobs, token_ids):
             values = [logprobs[t].logprob for t in token_ids if t in logprobs]
             top = max(values, default=-math.inf)
