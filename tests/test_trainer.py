@@ -180,6 +180,22 @@ def test_free_form_clustering_reaches_the_filter_and_the_rewards(tmp_path, tiny,
     assert trainer.generations.current.rewards[8:12, 0].tolist() == [.5, .5, .25, .25]
     assert judge.questions
     assert {q for q, _ in judge.questions} <= set(QUESTIONS)  # the bare question, not the templated prompt
+    # the step logs the judge's load: the directed pairs it scored clustering the batch's groups (grading against
+    # the gold answers, for the logs, comes after and is not counted)
+    import empo.training.trainer as trainer_module
+
+    clustered, real_gather = [], trainer_module.gather_groups
+
+    def gather(*args):
+        before = judge.pairs_scored
+        out = real_gather(*args)
+        clustered.append(judge.pairs_scored - before)
+        return out
+
+    monkeypatch.setattr(trainer_module, "gather_groups", gather)
+    judge = ScriptedJudge(both("8", "viii"))
+    kept, trainer = run(judge)
+    assert trainer._metrics["train"]["empo/judge_pairs"] == [float(clustered[0])] and clustered[0] > 0
 
 
 def test_one_answer_gather_and_one_analysis_per_generation_batch(tmp_path, tiny, monkeypatch):

@@ -246,6 +246,11 @@ class FreeformClusterer:
             self._judge = build_judge(self.judge_kind, **self._judge_options)
         return self._judge
 
+    @property
+    def pairs_judged(self) -> int:
+        """Directed pairs the judge has scored (0 before it is built): what the trainer logs per step."""
+        return self._judge.pairs_scored if self._judge is not None else 0
+
     def extract(self, text: str, question: str | None = None) -> str | None:
         return extract_freeform(text, question, self.guards)
 

@@ -117,6 +117,7 @@ class BatchGroups:
     ids: list                   # per completion: the question id
     math_timeouts: int = 0      # math-verify operations that timed out while these groups were clustered
     groups_over_budget: int = 0  # groups whose math-verify work ran out of the group budget
+    judge_pairs: int = 0        # directed answer pairs a free-form judge scored for these groups (every process's)
 
     @property
     def size(self) -> int:
@@ -156,22 +157,23 @@ def gather_groups(texts: list[str], inputs: list[dict], clusterer, group_size: i
     starts = range(0, len(answers), group_size)
     rank, size = world()
     GRADING.take()  # count only this batch's clustering
+    judged = getattr(clusterer, "pairs_judged", 0)
     mine = {i: analyse_group(answers[s:s + group_size], questions[s], clusterer)
             for i, s in enumerate(starts) if i % size == rank}
     counts = GRADING.take()
+    judged = getattr(clusterer, "pairs_judged", 0) - judged
+    mine_counts = (counts["math_timeouts"], counts["groups_over_budget"], judged)
     if size == 1:
         groups = [mine[i] for i in range(len(starts))]
-        timeouts, over_budget = counts["math_timeouts"], counts["groups_over_budget"]
+        timeouts, over_budget, pairs = mine_counts
     else:
-        shared, _ = gather_list([(i, g.cluster_ids, g.entropy) for i, g in mine.items()]
-                                + [("counts", counts["math_timeouts"], counts["groups_over_budget"])])
-        by_index = {i: (c, e) for i, c, e in shared if i != "counts"}
+        shared, _ = gather_list([(i, g.cluster_ids, g.entropy) for i, g in mine.items()] + [("counts", mine_counts)])
+        by_index = {row[0]: row[1:] for row in shared if row[0] != "counts"}
         groups = [mine[i] if i in mine else _shared_group(answers[s:s + group_size], *by_index[i], questions[s],
                                                            clusterer) for i, s in enumerate(starts)]
-        timeouts = sum(c for i, c, _ in shared if i == "counts")
-        over_budget = sum(b for i, _, b in shared if i == "counts")
+        timeouts, over_budget, pairs = (sum(col) for col in zip(*(row[1] for row in shared if row[0] == "counts")))
     return BatchGroups(groups=groups, group_size=group_size, offset=offset, local_count=len(texts), texts=all_texts,
-                       golds=golds, ids=ids, math_timeouts=timeouts, groups_over_budget=over_budget)
+                       golds=golds, ids=ids, math_timeouts=timeouts, groups_over_budget=over_budget, judge_pairs=pairs)
 
 
 def _shared_group(answers, cluster_ids, entropy, question, clusterer) -> GroupAnalysis:

@@ -441,6 +441,8 @@ class EmpoTrainer(GRPOTrainer):
         # when grading, not the model, shapes the reward (every process's clustering of this batch)
         m["empo/groups_over_budget"].append(float(batch.groups_over_budget))
         m["empo/math_timeouts"].append(float(batch.math_timeouts))
+        if self.empo_args.clustering != "math":  # the free-form judge's load (empo launch models it)
+            m["empo/judge_pairs"].append(float(batch.judge_pairs))
         sync = getattr(getattr(self, "vllm_generation", None), "sync_seconds", None)
         if mode == "train" and sync:
             m["empo/vllm_sync_seconds"].append(sync[-1])
