@@ -659,9 +659,13 @@ def _judge(plan: Plan, recipe) -> None:
     found = find_judge_shape(recipe.path, model) if kind == "verifier" else None
     on_gpu = e.judge_device == "auto" or e.judge_device.startswith("cuda")
     if found is None or not on_gpu:
-        why = ("its architecture is unknown: put its config.json numbers, and judge_model, in "
-               f"{Path(recipe.path).resolve().parent.parent / 'judge_model_config.json'}" if kind == "verifier"
-               and on_gpu else "only the verifier judge is modelled" if on_gpu else "it runs on the CPU")
+        if not on_gpu:
+            why = "it runs on the CPU"
+        elif kind != "verifier":
+            why = "only the verifier judge is modelled"
+        else:
+            why = ("its architecture is unknown: put its config.json numbers, and judge_model, in "
+                   f"{Path(recipe.path).resolve().parent.parent / 'judge_model_config.json'}")
         plan.assumptions.append(f"not counted: the {kind} judge {model} on {e.judge_device} ({why}) -- its weights "
                                 "in every training process and its forward passes over each group's answer pairs")
         return
