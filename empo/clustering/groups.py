@@ -157,12 +157,12 @@ def gather_groups(texts: list[str], inputs: list[dict], clusterer, group_size: i
     starts = range(0, len(answers), group_size)
     rank, size = world()
     GRADING.take()  # count only this batch's clustering
-    judged = getattr(clusterer, "pairs_judged", 0)
+    judged_before = getattr(clusterer, "pairs_judged", 0)
     mine = {i: analyse_group(answers[s:s + group_size], questions[s], clusterer)
             for i, s in enumerate(starts) if i % size == rank}
     counts = GRADING.take()
-    judged = getattr(clusterer, "pairs_judged", 0) - judged
-    mine_counts = (counts["math_timeouts"], counts["groups_over_budget"], judged)
+    mine_counts = (counts["math_timeouts"], counts["groups_over_budget"],
+                   getattr(clusterer, "pairs_judged", 0) - judged_before)
     if size == 1:
         groups = [mine[i] for i in range(len(starts))]
         timeouts, over_budget, pairs = mine_counts
