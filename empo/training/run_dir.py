@@ -21,6 +21,7 @@ schedules a run, or sets the machine, and cannot change what a given step comput
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -120,6 +121,7 @@ def complete_record(record: dict) -> dict:
     return out
 
 
+@functools.cache  # the installed classes do not change in a process; callers only read it
 def _field_defaults(section: str) -> dict:
     """The installed class's default of each field of a record section, as the record writes it (JSON; an enum
     by its value, as ``TrainingArguments.to_json_string`` writes it). Fields without a default are left out. The
