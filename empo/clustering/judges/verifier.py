@@ -154,11 +154,9 @@ class VLLMVerifierJudge(VerifierJudge):
         super().__init__(model, None, threshold=threshold, batch_size=batch_size, device=device, template=template)
 
     def _load(self, model, tokenizer, device: str):
-        import os
-
         from empo.distributed import world
         from empo.model import load_tokenizer, resolve_model_path
-        from empo.rollout.vllm_engine import configure_cpu_threads, engine_kwargs, on_cpu, require_vllm
+        from empo.rollout.vllm_engine import configure_cpu_engine, engine_kwargs, on_cpu, require_vllm
 
         require_vllm()
         from vllm import LLM
@@ -181,8 +179,7 @@ class VLLMVerifierJudge(VerifierJudge):
         if cpu:
             import torch
 
-            configure_cpu_threads(torch.get_num_threads())
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # as the rollout engine (vllm_engine.py)
+            configure_cpu_engine(torch.get_num_threads())
         elif processes > 1:
             kwargs["distributed_executor_backend"] = "external_launcher"  # this process's GPU, as TRL colocates
         self.llm = LLM(model=path, tokenizer=path, **kwargs)
