@@ -27,3 +27,15 @@ def gather_list(local: list) -> tuple[list, int]:
     dist.all_gather_object(parts, list(local))
     offset = sum(len(p) for p in parts[:rank])
     return [x for p in parts for x in p], offset
+
+
+def end_process_group() -> None:
+    """Destroy the default process group, if this process has one, before the interpreter exits. Without it a
+    process that finished its work can still abort at exit (SIGABRT, "terminate called without an active
+    exception"): Gloo's worker threads may hold finished work whose tensors are freed during interpreter
+    finalisation (pytorch/pytorch#179291 has the analysis; torch leaves the call to the program). Seen on a 2-process
+    ZeRO-2 run on CPU that had written its results."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

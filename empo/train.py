@@ -15,10 +15,13 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from empo.distributed import end_process_group
     from empo.recipe import load_recipe, split_config
     from empo.training.run import train
 
-    return train(load_recipe(*split_config(sys.argv[1:] if argv is None else argv)))
+    code = train(load_recipe(*split_config(sys.argv[1:] if argv is None else argv)))
+    end_process_group()  # a run that ended (trained, stopped, preempted) exits with its own status, not SIGABRT
+    return code
 
 
 if __name__ == "__main__":  # torchrun/accelerate: the same one-line errors as `empo train`

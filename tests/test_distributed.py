@@ -38,3 +38,22 @@ def test_two_processes_match_one(tmp_path, default_model_path):
     assert math.isclose(double["entropy_mean"], single["entropy_mean"])
     assert single["keep"] == [True] * 4 + [False] * 4 + [True] * 4
     assert [r[0] for r in single["rewards"]] == pytest.approx([.5, .5, .25, 0, 1, 1, 1, 1, .5, .5, .25, .25])
+
+
+def test_the_training_entry_point_destroys_its_process_group(monkeypatch, tmp_path):
+    """A process group left to interpreter exit can abort a finished run (SIGABRT from Gloo's threads, seen in CI on
+    a 2-process ZeRO-2 run): empo.train ends the group it trained in, whatever status the run returns."""
+    import torch.distributed as dist
+
+    import empo.recipe
+    import empo.train
+    import empo.training.run
+
+    def train_in_a_group(recipe):
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+        return 75  # a preempted run's status comes back unchanged
+
+    monkeypatch.setattr(empo.training.run, "train", train_in_a_group)
+    monkeypatch.setattr(empo.recipe, "load_recipe", lambda *args: None)
+    assert empo.train.main([]) == 75
+    assert not dist.is_initialized()
