@@ -15,16 +15,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from empo.distributed import end_process_group
     from empo.recipe import load_recipe, split_config
     from empo.training.run import train
 
-    code = train(load_recipe(*split_config(sys.argv[1:] if argv is None else argv)))
-    end_process_group()  # a run that ended (trained, stopped, preempted) exits with its own status, not SIGABRT
-    return code
+    return train(load_recipe(*split_config(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":  # torchrun/accelerate: the same one-line errors as `empo train`
+    from empo.distributed import exit_worker
     from empo.errors import report_errors
 
-    sys.exit(report_errors("train", lambda: main(sys.argv[1:])))
+    exit_worker(report_errors("train", lambda: main(sys.argv[1:])))  # its own status, not an abort at teardown

@@ -13,7 +13,7 @@ from scripted import SCRIPT, ScriptedTrainer  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
 from empo.configs import EmpoArguments  # noqa: E402
-from empo.distributed import end_process_group, gather_list, world  # noqa: E402
+from empo.distributed import exit_worker, gather_list, world  # noqa: E402
 from empo.model import load_model, load_tokenizer  # noqa: E402
 from empo.prompts import PRESETS, build_messages  # noqa: E402
 from empo.rewards import build_reward  # noqa: E402
@@ -53,4 +53,4 @@ def main(out_path: str, tiny: str, per_device: int) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
-    end_process_group()  # as empo.train does: no SIGABRT at exit from Gloo's threads
+    exit_worker(0)  # as empo.train ends: no abort in interpreter teardown

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from scripted import SCRIPT, lora_step_gradients  # noqa: E402
 
-from empo.distributed import end_process_group  # noqa: E402
+from empo.distributed import exit_worker  # noqa: E402
 
 
 def main(out_path: str, tiny: str, question_indices: str, per_device: int, accumulation: int) -> None:
@@ -33,4 +33,4 @@ def main(out_path: str, tiny: str, question_indices: str, per_device: int, accum
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
-    end_process_group()  # as empo.train does: no SIGABRT at exit from Gloo's threads
+    exit_worker(0)  # as empo.train ends: no abort in interpreter teardown

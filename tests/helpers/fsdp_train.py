@@ -51,4 +51,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from empo.distributed import exit_worker
+
+    exit_worker(main(sys.argv[1:]))  # as empo.train ends

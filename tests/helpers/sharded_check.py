@@ -31,7 +31,7 @@ from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig  # noqa: E402
 
 from empo.configs import EmpoArguments  # noqa: E402
-from empo.distributed import end_process_group  # noqa: E402
+from empo.distributed import exit_worker  # noqa: E402
 from empo.model import load_model, load_tokenizer  # noqa: E402
 from empo.prompts import PRESETS, build_messages  # noqa: E402
 from empo.rewards import build_reward  # noqa: E402
@@ -175,4 +175,4 @@ if __name__ == "__main__":
     cli.add_argument("--resume")
     a = cli.parse_args()
     main(a.out, a.tiny, a.per_device, bf16=a.bf16, save=a.save, resume=a.resume)
-    end_process_group()  # as empo.train does: no SIGABRT at exit from Gloo's threads
+    exit_worker(0)  # as empo.train ends: no abort in interpreter teardown
