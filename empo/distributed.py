@@ -31,15 +31,6 @@ def gather_list(local: list) -> tuple[list, int]:
     return [x for p in parts for x in p], offset
 
 
-def end_process_group() -> None:
-    """Destroy the default process group, if this process has one: collectives are over, and a group left to
-    interpreter exit is one more thing torn down in an order nobody chose (pytorch/pytorch#179291)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def exit_worker(code: int) -> NoReturn:
     """End a process with ``code`` once its work is done. Under a multi-process launcher (``WORLD_SIZE`` > 1) it does
     what a normal exit does -- waits for non-daemon threads, destroys the process group, runs Python's exit handlers,
@@ -53,12 +44,15 @@ def exit_worker(code: int) -> NoReturn:
     import sys
     import threading
 
+    import torch.distributed as dist
+
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         sys.exit(code)
     for thread in threading.enumerate():  # what a normal exit waits for first: non-daemon threads
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
-    end_process_group()
+    if dist.is_available() and dist.is_initialized():  # collectives are over (pytorch/pytorch#179291)
+        dist.destroy_process_group()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

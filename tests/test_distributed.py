@@ -40,14 +40,13 @@ def test_two_processes_match_one(tmp_path, default_model_path):
     assert [r[0] for r in single["rewards"]] == pytest.approx([.5, .5, .25, 0, 1, 1, 1, 1, .5, .5, .25, .25])
 
 
-
 WORKER_END = """
 import atexit, sys
 from pathlib import Path
 import torch.distributed as dist
 from empo.distributed import exit_worker
 dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d", rank=0, world_size=1)
-# atexit runs last-registered first: this one runs after anything torch registered, and sees the group gone
+# an exit handler: it must run (exit_worker runs them), and after the group is destroyed
 atexit.register(lambda: Path(sys.argv[1]).write_text(str(dist.is_initialized())))
 print("done", flush=False)
 exit_worker(75)
