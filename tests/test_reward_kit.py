@@ -41,6 +41,13 @@ def test_a_broken_reward_fails_only_where_it_is_broken():
     assert [r.property for r in results if r.status == "fail"] == ["process_split"]
 
 
+def test_a_reward_that_crashes_in_the_split_is_named_by_its_error():
+    # the 2 processes run under torchrun's variables and end with their own status: the error's last line comes back
+    with pytest.raises(RewardCheckFailure, match=r"^process_split: failed in 2 processes: RuntimeError: no launched "
+                                                 r"runs, please \(WORLD_SIZE=2\)$"):
+        check_reward(f"{BROKEN_FILE}:crashes_when_launched", properties=["process_split"])
+
+
 def test_a_declared_supervised_reward_skips_the_gold_properties():
     results = {r.property: r.status for r in check_reward(f"{BROKEN_FILE}:declared_supervised")}
     assert results["gold_untouched"] == results["gold_invariant"] == "skip"

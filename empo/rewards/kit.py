@@ -364,7 +364,9 @@ def check_process_split(reward, options=None, num_generations: int = 4, timeout:
         port = _free_port()
         procs = []
         for rank in range(2):
-            env = dict(os.environ, EMPO_KIT_RANK=str(rank), EMPO_KIT_PORT=str(port), OMP_NUM_THREADS="1")
+            # torchrun's variables: the reward sees what it sees in a launched run, and the worker ends like one
+            env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
             job = json.dumps({"reward": reward, "options": options or {}, "G": g, "split": half,
                               "out": str(Path(tmp) / f"rank{rank}.json"), "cwd": os.getcwd()})
             procs.append(subprocess.Popen([sys.executable, "-m", "empo.rewards.kit", job], env=env,
@@ -432,23 +434,30 @@ def check_reward(reward, options: dict | None = None, properties=PROPERTIES, rai
 
 
 def _split_worker(job: dict) -> None:
-    """One of the two processes of :func:`check_process_split` (``python -m empo.rewards.kit JOB``)."""
+    """One of the two processes of :func:`check_process_split` (``python -m empo.rewards.kit JOB``, under the
+    variables torchrun sets). It leaves the group to :func:`~empo.distributed.exit_worker`, which destroys it."""
     import torch.distributed as dist
 
-    rank = int(os.environ["EMPO_KIT_RANK"])
+    rank = int(os.environ["RANK"])
     os.chdir(job["cwd"])
     sys.path.insert(0, job["cwd"])
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{os.environ['EMPO_KIT_PORT']}", rank=rank,
-                            world_size=2)
-    try:
-        g = job["G"]
-        columns = batch(g, 3)
-        part = slice(0, job["split"]) if rank == 0 else slice(job["split"], None)
-        scores = call(build(job["reward"], job["options"], g), columns, g, offset_slice=part)
-        Path(job["out"]).write_text(json.dumps(scores))
-    finally:
-        dist.destroy_process_group()
+    dist.init_process_group("gloo")  # env:// from the variables above
+    g = job["G"]
+    columns = batch(g, 3)
+    part = slice(0, job["split"]) if rank == 0 else slice(job["split"], None)
+    scores = call(build(job["reward"], job["options"], g), columns, g, offset_slice=part)
+    Path(job["out"]).write_text(json.dumps(scores))
 
 
 if __name__ == "__main__":
-    _split_worker(json.loads(sys.argv[1]))
+    import traceback
+
+    from empo.distributed import exit_worker
+
+    try:
+        _split_worker(json.loads(sys.argv[1]))
+        status = 0
+    except Exception:  # noqa: BLE001 - its last line is what check_process_split reports
+        traceback.print_exc()
+        status = 1
+    exit_worker(status)  # as empo.train ends: a finished worker does not abort in interpreter teardown

@@ -1,5 +1,6 @@
 """Rewards broken on purpose, one way each: the test kit (empo.testing) must fail each, naming the property."""
 
+import os
 import random
 
 from empo.rewards import reward
@@ -30,6 +31,13 @@ def unseeded(prompts, completions, **kwargs):
 def split_breaks(prompts, completions, **kwargs):
     """Normalises by this process's share of the batch, so 2 processes score unlike 1."""
     return [1.0 / len(completions)] * len(completions)
+
+
+def crashes_when_launched(prompts, completions, **kwargs):
+    """Fine in one process; raises under a launcher (WORLD_SIZE set, as torchrun and accelerate set it)."""
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        raise RuntimeError(f"no launched runs, please (WORLD_SIZE={os.environ['WORLD_SIZE']})")
+    return [0.0] * len(completions)
 
 
 def not_finite(prompts, completions, **kwargs):

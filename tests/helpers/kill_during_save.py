@@ -95,6 +95,7 @@ def install(spec: str) -> None:
 
 if __name__ == "__main__":
     install(os.environ["EMPO_TEST_KILL_AT"])
+    from empo.distributed import exit_worker
     from empo.train import main
 
-    sys.exit(main(sys.argv[1:]))
+    exit_worker(main(sys.argv[1:]))  # as empo.train ends: no abort in interpreter teardown
