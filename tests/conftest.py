@@ -21,3 +21,12 @@ def default_model_path() -> str:
     from empo.model import DEFAULT_MODEL, resolve_model_path
 
     return resolve_model_path(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory, default_model_path) -> str:
+    """A 2-layer, 32-wide random Llama with the default model's tokenizer (seeded, built once): fast training and
+    sampling for the tests that need a real model but not a good one. Tests read it; none writes into it."""
+    from scripted import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)

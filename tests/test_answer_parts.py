@@ -161,6 +161,7 @@ ODD_TEXT = st.lists(st.sampled_from(PARTS) | st.text(max_size=6), max_size=12).m
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80) | ODD_TEXT, st.text(max_size=200) | ODD_TEXT, st.text(max_size=200) | ODD_TEXT)
 @example(question="", a="", b="0:0S")  # CI: "0" and "0 s" sorted as tuples compared None with "s"
+@example(question="IS", a="", b="? 0")  # a yes/no question, an answer whose first clause is empty: IndexError
 def test_reduction_and_guards_take_any_text(question, a, b):
     pa, pb = answering_part(question, a), answering_part(question, b)
     assert isinstance(pa, str) and pa == answering_part(question, a)  # deterministic

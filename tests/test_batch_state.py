@@ -5,7 +5,7 @@ across a resume."""
 import json
 
 import pytest
-from scripted import SCRIPT, generation_batch, make_tiny_model, make_trainer
+from scripted import SCRIPT, generation_batch, make_trainer
 
 from empo.training.batch_state import BatchStateError, GenerationLedger, StepGate
 
@@ -43,11 +43,6 @@ def test_the_step_gate_decides_once_per_optimizer_step():
     gate.micro_step(0)
     assert gate.allows_step(reduce_sum) == (False, True) and gate.allows_step(reduce_sum) == (False, False)
     assert sums == [3.0, 0.0] and gate.skipped == 1
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
 def test_a_hook_out_of_order_fails_loudly(tmp_path, tiny):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from scripted import free_port, make_tiny_model
+from scripted import free_port
 
 HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
 
@@ -26,8 +26,7 @@ def run(tmp_path, tiny, nproc, per_device):
     return json.loads(out.read_text())
 
 
-def test_two_processes_match_one(tmp_path, default_model_path):
-    tiny = make_tiny_model(tmp_path / "tiny", default_model_path)
+def test_two_processes_match_one(tmp_path, tiny):
     single = run(tmp_path, tiny, 1, 12)
     double = run(tmp_path, tiny, 2, 6)  # 6 per process: the second group of 4 straddles both processes
     assert double["world_size"] == 2 and single["world_size"] == 1

@@ -22,7 +22,6 @@ from scripted import (
     free_port,
     generation_batch,
     lora_step_gradients,
-    make_tiny_model,
     make_trainer,
 )
 
@@ -35,11 +34,6 @@ HERE = Path(__file__).resolve().parent / "helpers"
 Q = list(SCRIPT)
 ORDER = [Q[0], Q[3], Q[1], Q[2]]  # dataset order: ids "0" (unanimous), "1" (all different), "2", "3" (mixed)
 DYNAMIC = dict(dynamic_sampling=True, max_sampling_rounds=8)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
 def trained_ids(out_dir: Path) -> list[str]:

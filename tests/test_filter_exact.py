@@ -22,7 +22,6 @@ from scripted import (
     assert_same_gradients,
     free_port,
     lora_step_gradients,
-    make_tiny_model,
     make_trainer,
 )
 
@@ -32,11 +31,6 @@ from empo.training.filter import FILTER_NORMALISATION
 HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
 QUESTIONS = list(SCRIPT)
 LOSS_TYPES = list(FILTER_NORMALISATION)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
 @pytest.mark.parametrize("loss_type", LOSS_TYPES)

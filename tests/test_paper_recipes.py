@@ -96,13 +96,6 @@ def test_methods_differ_only_in_the_reward(model, variant):
         assert diff == {"reward_funcs", "output_dir", "hub_model_id"}, method
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, default_model_path):
-    from scripted import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
-
-
 def shrink(recipe: Path, tmp_path: Path, model: str) -> Path:
     import json
 
@@ -136,12 +129,12 @@ ONE_STEP = [pytest.param(p, marks=() if recipe_id(p) in CANARIES else pytest.mar
 
 
 @pytest.mark.parametrize("recipe", ONE_STEP)
-def test_gpu_recipe_trains_one_step_on_cpu(recipe, tmp_path, tiny_model):
+def test_gpu_recipe_trains_one_step_on_cpu(recipe, tmp_path, tiny):
     import json
 
     from empo.train import main
 
-    shrunk = shrink(recipe, tmp_path, tiny_model)
+    shrunk = shrink(recipe, tmp_path, tiny)
     changed = {k for k, v in load(shrunk).items() if load(recipe).get(k) != v}
     assert changed <= MACHINE_KEYS  # nothing else was touched
     assert main(["--config", str(shrunk)]) == 0

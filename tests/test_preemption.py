@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scripted import free_port, make_tiny_model
+from scripted import free_port
 
 from empo.errors import CheckpointError
 from empo.io import cut_jsonl
@@ -83,11 +83,6 @@ def test_the_logs_are_cut_back_to_the_resumed_step(tmp_path):
 
 
 # --- real runs ------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
-
-
 def train_args(tiny: str, out: Path, **extra) -> list[str]:
     # the random reward with the filter off: the tiny model never boxes an answer, so under the default recipe every
     # group is filtered, no step moves a weight and "the same adapter" would hold trivially

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scripted import free_port, make_tiny_model
+from scripted import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +43,6 @@ FEATURES = {
     "dynamic_mark": {**REAL, "stopping": "mark"},
     "dynamic_stop": {**REAL, "stopping": "stop"},
 }
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
 def command(feature: str, tiny: str, out: Path, killer: bool = False) -> list[str]:

@@ -10,18 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from scripted import SCRIPT, G, free_port, generation_batch, make_tiny_model, make_trainer
+from scripted import SCRIPT, G, free_port, generation_batch, make_trainer
 
 from empo.errors import ConfigError
 from empo.rewards import GOLD_COLUMNS, reward
 
 QUESTIONS = list(SCRIPT)
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
 def recorder(name, **traits):

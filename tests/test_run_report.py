@@ -61,12 +61,9 @@ def test_live_progress_shows_figures_not_dicts(capsys):
     assert "{'loss'" not in capsys.readouterr().err
 
 
-def test_empo_train_ends_with_a_summary_and_curves(tmp_path, capsys, default_model_path):
-    from scripted import make_tiny_model
-
+def test_empo_train_ends_with_a_summary_and_curves(tmp_path, capsys, tiny):
     from empo.train import main as train_main
 
-    tiny = make_tiny_model(tmp_path / "tiny", default_model_path)
     out = tmp_path / "run"
     code = train_main(["--model_name_or_path", tiny, "--num_generations", "4", "--per_device_train_batch_size", "4",
                        "--max_completion_length", "8", "--max_steps", "2", "--dataset_limit", "8",

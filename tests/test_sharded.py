@@ -26,15 +26,10 @@ import pytest
 import torch
 import yaml
 from extras import needs_deepspeed
-from scripted import free_port, make_tiny_model
+from scripted import free_port
 
 HERE = Path(__file__).resolve().parent / "helpers"  # the scripts the tests run in other processes
 ROOT = HERE.parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
 def test_skip_is_decided_once_per_step_however_often_zero_calls_the_optimizer(tmp_path, tiny):

@@ -4,14 +4,9 @@ import json
 
 import pytest
 import torch
-from scripted import SCRIPT, G, generation_batch, make_tiny_model, make_trainer
+from scripted import SCRIPT, G, generation_batch, make_trainer
 
 QUESTIONS = list(SCRIPT)  # unanimous, mixed, mixed, all-different
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, default_model_path):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"), default_model_path)
 
 
 def test_filter_removes_groups_from_loss_and_normaliser(tmp_path, tiny):

@@ -133,6 +133,8 @@ def restates(question: str | None, answer: str) -> bool:
 
 
 def _yes_or_no(all_words: list[str], kept: list[str]) -> str | None:
+    if not all_words:  # an empty first clause: "? 0" splits before its only word
+        return None
     says_yes = any(w in AFFIRMATIVE for w in all_words)
     says_no = "no" in all_words or (all_words[0] in NEGATIONS)
     if all_words[0] in AFFIRMATIVE or (says_yes and not says_no and not any(w in NEGATIONS for w in all_words)):
