@@ -215,6 +215,26 @@ def test_the_time_budget_starts_no_run_its_siblings_say_will_not_end_in_time(tmp
     assert len(trainer.calls) == 2  # two of the four fit in 25 minutes
 
 
+def test_a_bundle_records_the_commit_its_training_started_from(tmp_path, monkeypatch, machine):
+    sweep = start(tmp_path / "a", monkeypatch)
+    machine(interrupt_after=2)
+    head = ["aaaa"]
+    monkeypatch.setattr(provenance_module, "git_commit", lambda: head[0])
+    train_run = sweep_module.train_run
+
+    def committing_meanwhile(*args):  # a session commits while the run trains
+        train_run(*args)
+        head[0] = "bbbb" if head[0] == "aaaa" else head[0]
+
+    monkeypatch.setattr(sweep_module, "train_run", committing_meanwhile)
+    with pytest.raises(KeyboardInterrupt):
+        run_stored_sweep(sweep, Store("store"), command=COMMAND, progress=False)
+    first, second = (json.loads((Path("store/runs") / n / "bundle.json").read_text())
+                     for n in ("empo-seed0", "random-seed0"))
+    assert (first["commit"], first["bundled_at_commit"]) == ("aaaa", "bbbb")
+    assert second["commit"] == "bbbb" and "bundled_at_commit" not in second
+
+
 def test_a_run_killed_mid_way_resumes_from_its_directory_and_a_half_written_bundle_is_ignored(
         tmp_path, monkeypatch, machine):
     sweep = start(tmp_path / "a", monkeypatch)

@@ -8,7 +8,8 @@ A *bundle* is what a finished run leaves for the report, without weights (``<sto
 * ``eval/<block>/`` for each of the sweep's eval blocks that covers the run (every question's result), and
   ``eval/checkpoint-<N>/<block>/`` for the blocks the sweep evaluates at every checkpoint (the stopping study's);
 * ``bundle.json``, written last (a bundle without it is unfinished and ignored): the run's name, method and seed,
-  each eval block's settings, the spec's hash, the commit, machine and versions that made it, the completion tokens
+  each eval block's settings, the spec's hash, the commit its training started from (and the one it was bundled
+  at, when the checkout moved on meanwhile), the machine and versions, the completion tokens
   the run generated, its wall time (training and evals, every invocation of the sweep that worked on it), and when.
 
 The base model's evals live in ``<store>/base/<block>/`` with their own ``bundle.json``.
@@ -198,12 +199,17 @@ def checkpoint_eval_dirs(run_path: Path, block_name: str) -> dict[int, Path]:
 
 
 def bundle_info(name: str, method: str, seed: int, spec: str | Path | None, wall_seconds: float,
-                generated_tokens: float | None) -> dict:
+                generated_tokens: float | None, started_commit: str | None = None) -> dict:
+    """``started_commit``: the checkout's commit when the run's training started (the code that trained it; a
+    session may commit while a run trains). When the checkout moved on before the bundle, that commit is
+    ``bundled_at_commit``."""
     from empo.provenance import provenance
 
     p = provenance()
+    commit = started_commit or p["commit"]
+    moved = {"bundled_at_commit": p["commit"]} if p["commit"] != commit else {}
     return {"name": name, "method": method, "seed": seed, "spec": spec and str(spec), "spec_hash": spec_hash(spec),
-            "commit": p["commit"], "machine": p["machine"], "versions": p["versions"], "date": p["date"],
+            "commit": commit, **moved, "machine": p["machine"], "versions": p["versions"], "date": p["date"],
             "wall_seconds": round(wall_seconds, 1), "generated_tokens": generated_tokens}
 
 

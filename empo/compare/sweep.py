@@ -220,6 +220,7 @@ def run_stored_sweep(sweep: Sweep, store, allow: set[str] = frozenset(), time_bu
     from empo.compare.comparison import evaluate_target
     from empo.compare.runs import method_name
     from empo.compare.store import bundle_info, estimate_seconds, store_provenance
+    from empo.provenance import git_commit
     from empo.training.report import step_rows
 
     started = clock()
@@ -248,6 +249,7 @@ def run_stored_sweep(sweep: Sweep, store, allow: set[str] = frozenset(), time_bu
         method, seed = by_name[state.name]
         run = sweep.run_dir(method, seed)
         t0 = clock()
+        started_commit = git_commit()  # the code that trains it, even if the checkout moves on meanwhile
         train_run(sweep, method, seed)
         record = json.loads((run / "empo_run.json").read_text(encoding="utf-8"))
         run_settings = _flat(record)
@@ -259,7 +261,8 @@ def run_stored_sweep(sweep: Sweep, store, allow: set[str] = frozenset(), time_bu
             evaluate_checkpoints(run, run_settings, block, sweep.max_steps(), progress)
         seconds = _add_wall_time(run, clock() - t0)
         tokens = sum(float(r.get("empo/generated_tokens") or 0.0) for r in step_rows(run / "metrics.jsonl"))
-        store.write_run(run, bundle_info(run.name, method_name(record), seed, sweep.path, seconds, tokens),
+        store.write_run(run, bundle_info(run.name, method_name(record), seed, sweep.path, seconds, tokens,
+                                         started_commit),
                         covering, covering_checkpoints)
         state.state, state.reason, state.wall_seconds = "done", "", seconds
         print(f"[empo] sweep: {run.name} bundled into {store.run_path(run.name)} ({seconds / 60:.1f} min)",
