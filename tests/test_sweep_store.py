@@ -235,6 +235,25 @@ def test_a_bundle_records_the_commit_its_training_started_from(tmp_path, monkeyp
     assert second["commit"] == "bbbb" and "bundled_at_commit" not in second
 
 
+def test_a_runs_wall_time_counts_an_interrupted_invocation_too(tmp_path, monkeypatch, machine):
+    sweep = start(tmp_path / "a", monkeypatch)
+    machine(minutes=10)
+    evaluate = sweep_module.evaluate_checkpoints
+    calls = []
+
+    def interrupted_once(*args):  # Ctrl-C (or a preempted run's status) after 10 minutes of training
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return evaluate(*args)
+
+    monkeypatch.setattr(sweep_module, "evaluate_checkpoints", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        run_stored_sweep(sweep, Store("store"), command=COMMAND, progress=False)
+    run_stored_sweep(sweep, Store("store"), command=COMMAND, progress=False)  # the run is trained: evals only
+    assert json.loads(Path("store/runs/empo-seed0/bundle.json").read_text())["wall_seconds"] == 600.0
+
+
 def test_a_run_killed_mid_way_resumes_from_its_directory_and_a_half_written_bundle_is_ignored(
         tmp_path, monkeypatch, machine):
     sweep = start(tmp_path / "a", monkeypatch)

@@ -250,16 +250,18 @@ def run_stored_sweep(sweep: Sweep, store, allow: set[str] = frozenset(), time_bu
         run = sweep.run_dir(method, seed)
         t0 = clock()
         started_commit = git_commit()  # the code that trains it, even if the checkout moves on meanwhile
-        train_run(sweep, method, seed)
-        record = json.loads((run / "empo_run.json").read_text(encoding="utf-8"))
-        run_settings = _flat(record)
-        covering = [b for b in blocks if b.seeds is None or seed in b.seeds]
-        evaluate_target(run_settings, run, {b.name: run / "eval" / b.name for b in covering}, covering, run.name,
-                        progress)
-        covering_checkpoints = [b for b in checkpoint_blocks if b in covering]
-        for block in covering_checkpoints:
-            evaluate_checkpoints(run, run_settings, block, sweep.max_steps(), progress)
-        seconds = _add_wall_time(run, clock() - t0)
+        try:
+            train_run(sweep, method, seed)
+            record = json.loads((run / "empo_run.json").read_text(encoding="utf-8"))
+            run_settings = _flat(record)
+            covering = [b for b in blocks if b.seeds is None or seed in b.seeds]
+            evaluate_target(run_settings, run, {b.name: run / "eval" / b.name for b in covering}, covering,
+                            run.name, progress)
+            covering_checkpoints = [b for b in checkpoint_blocks if b in covering]
+            for block in covering_checkpoints:
+                evaluate_checkpoints(run, run_settings, block, sweep.max_steps(), progress)
+        finally:  # an interrupted invocation's time counts too (Ctrl-C, or the run preempted), not only the last one's
+            seconds = _add_wall_time(run, clock() - t0)
         tokens = sum(float(r.get("empo/generated_tokens") or 0.0) for r in step_rows(run / "metrics.jsonl"))
         store.write_run(run, bundle_info(run.name, method_name(record), seed, sweep.path, seconds, tokens,
                                          started_commit),
@@ -314,6 +316,8 @@ def _add_wall_time(run: Path, seconds: float) -> float:
     from empo.io import atomic_write_json
 
     path = run / WALL_TIME
+    if not run.is_dir():  # interrupted before the run made its directory: nothing to keep it in, little to count
+        return seconds
     total = seconds + (json.loads(path.read_text(encoding="utf-8"))["seconds"] if path.exists() else 0.0)
     atomic_write_json(path, {"seconds": total})
     return total
