@@ -32,14 +32,14 @@ def gather_list(local: list) -> tuple[list, int]:
 
 
 def exit_worker(code: int) -> NoReturn:
-    """End a process with ``code`` once its work is done. In a multi-process job (``WORLD_SIZE`` > 1, or a process
-    group of several) it does what a normal exit does -- waits for non-daemon threads, destroys the process group,
-    runs Python's exit handlers, flushes the streams -- then leaves with ``os._exit``, skipping the C++ destructors of
-    interpreter teardown. There, a worker that had finished and written everything sometimes aborted (SIGABRT,
-    "terminate called without an active exception", after the last Python frame had returned; seen on 2-process
-    ZeRO-2 and FSDP2 runs on CPU, about 1 launch in 10 for a resumed FSDP2 run, still after destroying the group, and
-    in the reward kit's 2-process split), which the launcher reports as the whole job failing. multiprocessing ends
-    its children the same way. A single process exits normally."""
+    """End a process with ``code`` once its work is done. Under a multi-process launcher (``WORLD_SIZE`` > 1; the reward
+    kit's split workers set it too) it does what a normal exit does -- waits for non-daemon threads, destroys the
+    process group, runs Python's exit handlers, flushes the streams -- then leaves with ``os._exit``, skipping the C++
+    destructors of interpreter teardown. There, a worker that had finished and written everything sometimes aborted
+    (SIGABRT, "terminate called without an active exception", after the last Python frame had returned; seen on
+    2-process ZeRO-2 and FSDP2 runs on CPU, about 1 launch in 10 for a resumed FSDP2 run, still after destroying the
+    group, and in the reward kit's 2-process split), which the launcher reports as the whole job failing.
+    multiprocessing ends its children the same way. A single process exits normally."""
     import atexit
     import os
     import sys
@@ -47,8 +47,7 @@ def exit_worker(code: int) -> NoReturn:
 
     import torch.distributed as dist
 
-    in_group = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not in_group:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         sys.exit(code)
     for thread in threading.enumerate():  # what a normal exit waits for first: non-daemon threads
         if thread is not threading.current_thread() and not thread.daemon:
