@@ -20,7 +20,7 @@ echo "$status"
 read -r done _ total _ <<<"$status"
 if [ "$done" = "$total" ]; then
   "$PY" scripts/study_stopping.py --sweep "$spec" --store "$store" --block checkpoints-greedy \
-    --reference empo-band-ds --threads 2
+    --reference empo-band-ds --fit-seeds 0 --threads 2
 else  # the runs done so far, headed as such: eval/results/league_cpu/interim/
   "$PY" -m empo.cli compare --sweep "$spec" --store "$store" --interim > /dev/null
 fi

@@ -12,7 +12,11 @@ generated tokens, each method's checkpoint nearest the reference method's total 
 
     python scripts/study_stopping.py --sweep recipes/SmolLM2-135M-Instruct/sweeps/arith_dynamic_cpu.yaml
     python scripts/study_stopping.py --sweep recipes/SmolLM2-135M-Instruct/sweeps/league_cpu.yaml \
-        --store eval/results/league_cpu --block heldout-greedy
+        --store eval/results/league_cpu --block checkpoints-greedy --fit-seeds 0
+
+With ``--fit-seeds 0``: the rule's settings (window, entropy fraction, patience) fitted on those seeds' runs and
+judged beside the shipped default on the other seeds' runs, which the fit never saw. A store still filling gives the
+study of the runs done so far, headed with the ones missing.
 
 Writes ``report.md``, ``stopping.json``, ``accuracy_by_checkpoint.png`` to ``<output_root>/stopping/`` (with a
 store: ``<store>/stopping/``).
@@ -31,7 +35,7 @@ from empo.compare.comparison import EvalBlock
 from empo.compare.runs import load_run
 from empo.compare.stats import _interval, bootstrap_methods, score_matrix
 from empo.compare.store import Store
-from empo.compare.sweep import Sweep
+from empo.compare.sweep import Sweep, sweep_states
 from empo.io import atomic_write_json, atomic_write_text
 from empo.provenance import format_provenance, provenance
 from empo.training.report import step_rows
@@ -67,11 +71,16 @@ def study(sweep: Sweep, block_name: str, reference: str, progress: bool = True, 
     benchmarks = [b.strip() for b in block.benchmarks.split(",")]
     final_step = sweep.max_steps()
     base_dir = (store.base_path(block.name) if store else Path(sweep.output_root) / "compare" / "base" / block.name)
+    done = None if store is None else {s.name for s in sweep_states(sweep, store) if s.state == "done"}
     arms: dict[str, dict] = {}
+    missing: list[str] = []
     for method in sweep.arms():
         per_seed = []
         for seed in sweep.seeds:
             name = sweep.run_dir(method, seed).name
+            if done is not None and name not in done:  # a store still filling: the runs done so far
+                missing.append(name)
+                continue
             if store is not None:
                 run = load_run(store.run_path(name))
                 dirs = {0: base_dir, **checkpoint_eval_dirs(run.path, block.name),
@@ -88,9 +97,71 @@ def study(sweep: Sweep, block_name: str, reference: str, progress: bool = True, 
             chosen = final_step if turn is None else max(s for s in dirs if s <= turn.step)
             accuracy = {s: float(pooled([d], benchmarks).mean()) for s, d in dirs.items()}
             per_seed.append({"seed": seed, "turn": None if turn is None else asdict(turn), "chosen": chosen,
-                             "accuracy": accuracy, "tokens": cumulative_tokens(rows), "dirs": dirs})
-        arms[method.name] = {"method": run.method, "seeds": per_seed}
-    return {"arms": arms, "benchmarks": benchmarks, "final_step": final_step, "reference": reference}
+                             "accuracy": accuracy, "tokens": cumulative_tokens(rows), "dirs": dirs, "rows": rows})
+        if per_seed:
+            arms[method.name] = {"method": run.method, "seeds": per_seed}
+    return {"arms": arms, "benchmarks": benchmarks, "final_step": final_step, "reference": reference,
+            "missing": missing}
+
+
+# The rules the fit tries: the trailing window, the entropy fraction that counts as saturated, the patience.
+RULE_GRID = [StoppingRule(w, f, p) for w in (2, 3, 4, 6, 8) for f in (0.3, 0.4, 0.5, 0.6, 0.7) for p in (1, 2, 3, 4, 6)]
+
+
+def gains(seeds: list[dict], rule: StoppingRule, final_step: int) -> list[float]:
+    """Per run: held-out greedy accuracy of the checkpoint ``rule`` chooses minus the final one's."""
+    out = []
+    for s in seeds:
+        turn = find_turn(s["rows"], rule)
+        chosen = final_step if turn is None else max(st for st in s["accuracy"] if st <= turn.step)
+        out.append(s["accuracy"][chosen] - s["accuracy"][final_step])
+    return out
+
+
+def fit_and_judge(result: dict, fit_seeds: list[int]) -> dict:
+    """Fit the rule's settings on the runs of ``fit_seeds`` (every arm; the largest mean chosen − final, ties to the
+    shipped default, then to the grid's order), and judge the fitted rule beside the default on the other seeds' runs,
+    which the fit never saw."""
+    final_step, default = result["final_step"], StoppingRule()
+    fit = [s for arm in result["arms"].values() for s in arm["seeds"] if s["seed"] in fit_seeds]
+    if not fit:
+        raise SystemExit(f"study_stopping: no run of seeds {fit_seeds} to fit on")
+    candidates = [default, *(r for r in RULE_GRID if r != default)]
+    scored = [(float(np.mean(gains(fit, r, final_step))), r) for r in candidates]
+    best_score = max(score for score, _ in scored)
+    fitted = next(r for score, r in scored if score == best_score)
+    judged = {}
+    for name, arm in result["arms"].items():
+        seeds = [s for s in arm["seeds"] if s["seed"] not in fit_seeds]
+        if seeds:
+            judged[name] = {"method": arm["method"], "seeds": [s["seed"] for s in seeds],
+                            **{label: gains(seeds, rule, final_step)
+                               for label, rule in (("default", default), ("fitted", fitted))}}
+    return {"fit_seeds": list(fit_seeds), "fit_runs": len(fit), "default": asdict(default), "fitted": asdict(fitted),
+            "fit_gain": {"default": float(np.mean(gains(fit, default, final_step))), "fitted": best_score},
+            "judged": judged}
+
+
+def judged_lines(fj: dict) -> list[str]:
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):+.3f} ({', '.join(f'{v:+.3f}' for v in values)})"
+
+    rule = ", ".join(f"{k} {v:g}" for k, v in fj["fitted"].items())
+    lines = ["", f"## The rule fitted on seeds {fj['fit_seeds']}, judged on the others", "",
+             f"Fitted on the {fj['fit_runs']} runs of seeds {fj['fit_seeds']} (every arm), over "
+             f"{len(RULE_GRID)} settings of window x entropy fraction x patience: **{rule}** (mean chosen − final "
+             f"there {fj['fit_gain']['fitted']:+.3f}; the shipped default {fj['fit_gain']['default']:+.3f}). Judged "
+             "below on runs the fit never saw: held-out greedy of the chosen checkpoint minus the final, mean over "
+             "those seeds (per seed).", "",
+             "| method | judged seeds | default rule | fitted rule |", "|---|---|---|---|"]
+    for a in fj["judged"].values():
+        lines.append(f"| {a['method']} | {a['seeds']} | {cell(a['default'])} | {cell(a['fitted'])} |")
+    for label in ("default", "fitted"):
+        means = [np.mean(a[label]) for a in fj["judged"].values()]
+        lines += ["", f"{label.capitalize()} rule on the judged runs: no worse than the final in "
+                     f"{sum(m >= 0 for m in means)} of {len(means)} arms, better in {sum(m > 0 for m in means)}; "
+                     f"mean over arms {np.mean(means):+.3f}."]
+    return lines
 
 
 def summarise(result: dict) -> dict:
@@ -125,8 +196,11 @@ def summarise(result: dict) -> dict:
     return {"budget_tokens": budget, "arms": out}
 
 
-def report(summary: dict, result: dict, meta: dict) -> str:
+def report(summary: dict, result: dict, meta: dict, fitted: dict | None = None) -> str:
+    missing = result.get("missing") or []
     lines = ["# Label-free stopping, judged against gold after the fact", "",
+             *([f"**Interim: {len(missing)} runs missing** ({', '.join(missing)}); every figure is over the runs "
+                "done so far.", ""] if missing else []),
              f"Held-out greedy accuracy, {' + '.join(result['benchmarks'])} pooled, mean over seeds. 'chosen': the "
              "last checkpoint at or before the turn the stopping rule found in the run's own metrics (0 = the "
              f"starting model); 'final': step {result['final_step']}; 'best': the best evaluated checkpoint in "
@@ -149,6 +223,8 @@ def report(summary: dict, result: dict, meta: dict) -> str:
     lines += ["", "Why each run turned (the rule's own words, per seed):", ""]
     for a in summary["arms"].values():
         lines.append(f"- {a['method']}: " + "; ".join(r or "no turn" for r in a["reasons"]))
+    if fitted is not None:
+        lines += judged_lines(fitted)
     lines += ["", "![accuracy by checkpoint](accuracy_by_checkpoint.png)"]
     return "\n".join(lines) + "\n"
 
@@ -185,6 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--reference", default="empo", help="the arm whose generated tokens set the equal budget")
     p.add_argument("--store", default=None, help="read the runs and their checkpoint evals from this sweep store")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--fit-seeds", type=int, nargs="+", default=None,
+                   help="fit the rule's settings on these seeds' runs and judge it beside the default on the others")
     args = p.parse_args(argv)
     from empo.model import set_threads
 
@@ -193,13 +271,15 @@ def main(argv=None) -> int:
     store = Store(args.store) if args.store else None
     result = study(sweep, args.block, args.reference, store=store)
     summary = summarise(result)
+    fitted = fit_and_judge(result, args.fit_seeds) if args.fit_seeds else None
     out = (store.root if store else Path(sweep.output_root)) / "stopping"
     meta = {"provenance": provenance(["python", "scripts/study_stopping.py", *(argv or sys.argv[1:])])}
-    serialisable = {name: {**arm, "seeds": [{k: v for k, v in s.items() if k != "dirs"} for s in arm["seeds"]]}
-                    for name, arm in result["arms"].items()}
-    atomic_write_json(out / "stopping.json", {**meta, "summary": summary, "runs": serialisable})
+    serialisable = {name: {**arm, "seeds": [{k: v for k, v in s.items() if k not in ("dirs", "rows")}
+                                            for s in arm["seeds"]]} for name, arm in result["arms"].items()}
+    atomic_write_json(out / "stopping.json", {**meta, "summary": summary, "fitted": fitted, "runs": serialisable,
+                                              "missing": result["missing"]})
     plot(summary, result, out / "accuracy_by_checkpoint.png")
-    atomic_write_text(out / "report.md", report(summary, result, meta))
+    atomic_write_text(out / "report.md", report(summary, result, meta, fitted))
     print((out / "report.md").read_text())
     return 0
 

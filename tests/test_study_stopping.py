@@ -74,3 +74,28 @@ def test_choice_against_final_best_and_equal_tokens(tmp_path):
     assert summary["budget_tokens"] == 800 and fmt["equal_token_steps"] == [8, 8] and empo["at_equal_tokens"] == 0.6
     text = study_stopping.report(summary, result, {"provenance": study_stopping.provenance(["test"])})
     assert "| empo | [7, 7] | [4, 4] | 0.800 | 0.600 | 0.800" in text
+
+
+def fake_runs(accuracy_by_seed: dict[int, dict[int, float]], entropy: list[float]) -> dict:
+    rows = [{"step": s + 1, "empo/entropy_mean": e, "empo/no_answer_rate": 0.0, "completions/mean_length": 20.0}
+            for s, e in enumerate(entropy)]
+    seeds = [{"seed": seed, "rows": rows, "accuracy": acc} for seed, acc in accuracy_by_seed.items()]
+    return {"arms": {"empo": {"method": "empo", "seeds": seeds}}, "final_step": 8}
+
+
+def test_the_rule_is_fitted_on_named_seeds_and_judged_on_the_others():
+    collapse = [1.2, 1.2, 1.2, 1.2, 0.2, 0.2, 0.2, 0.2]  # the default turns at step 7 and chooses checkpoint-4
+    # seed 0 (fit): checkpoint-4 is worse than the final, so the fit moves off the default to a rule choosing step 8;
+    # seed 1 (judged): checkpoint-4 is better, which only the default finds -- the fit never saw seed 1
+    result = fake_runs({0: {0: 0.5, 4: 0.4, 8: 0.7}, 1: {0: 0.5, 4: 0.8, 8: 0.6}}, collapse)
+    fj = study_stopping.fit_and_judge(result, [0])
+    assert fj["fit_runs"] == 1 and fj["fit_gain"]["default"] == pytest.approx(-0.3) and fj["fit_gain"]["fitted"] == 0
+    assert fj["fitted"] != fj["default"] and fj["default"] == {"window": 4, "entropy_fraction": 0.5, "patience": 2}
+    judged = fj["judged"]["empo"]
+    assert judged["seeds"] == [1] and judged["default"] == [pytest.approx(0.2)] and judged["fitted"] == [0.0]
+    text = "\n".join(study_stopping.judged_lines(fj))
+    assert "| empo | [1] | +0.200 (+0.200) | +0.000 (+0.000) |" in text
+    assert "Default rule on the judged runs: no worse than the final in 1 of 1 arms, better in 1" in text
+    # no rule does better than the default on the fit seeds: the default stays
+    flat = fake_runs({0: {0: 0.5, 4: 0.5, 8: 0.5}, 1: {0: 0.5, 4: 0.8, 8: 0.6}}, collapse)
+    assert study_stopping.fit_and_judge(flat, [0])["fitted"] == fj["default"]

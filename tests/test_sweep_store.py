@@ -167,6 +167,12 @@ def test_a_sweep_interrupted_after_each_run_and_continued_elsewhere_from_the_sto
     assert sorted(result["arms"]["empo"]["seeds"][0]["dirs"]) == [0, 2, 4]
     summary = study_stopping.summarise(result)
     assert summary["arms"]["random"]["tokens_total"] == 410 and summary["budget_tokens"] == 410
+    # a store still filling: the study of the runs done so far, the missing ones named
+    shutil.move("store/runs/random-seed1", "random-seed1-bundle")
+    result = study_stopping.study(sweep, "greedy", "empo", progress=False, store=Store("store"))
+    assert result["missing"] == ["random-seed1"] and [s["seed"] for s in result["arms"]["random"]["seeds"]] == [0]
+    assert "**Interim: 1 runs missing** (random-seed1)" in study_stopping.report(
+        study_stopping.summarise(result), result, {"provenance": study_stopping.provenance(["test"])})
 
 
 def test_a_bundle_whose_settings_no_longer_match_the_spec_is_stale_named_and_made_again(
