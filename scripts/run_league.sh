@@ -2,8 +2,8 @@
 # The label-free reward league (recipes/SmolLM2-135M-Instruct/sweeps/league_cpu.yaml) through its committed store,
 # eval/results/league_cpu/: trains and evaluates only the runs the store lacks (a killed run resumes from its
 # checkpoint while runs/ still holds it), bundles each as it finishes, and once every run is in writes the report
-# (eval/results/league_cpu/compare/) and the stopping study (eval/results/league_cpu/stopping/) from the store alone;
-# until then, the interim report of the runs done (eval/results/league_cpu/interim/).
+# (eval/results/league_cpu/compare/) from the store alone; until then, the interim report of the runs done
+# (eval/results/league_cpu/interim/). The stopping study of the runs done: eval/results/league_cpu/stopping/.
 #   scripts/run_league.sh [MINUTES]   # with a time budget: start no run that would end past it
 # Commit eval/results/league_cpu/ whenever a bundle lands: the next session continues from the committed store.
 set -euo pipefail
@@ -18,9 +18,9 @@ if [ -n "${1:-}" ]; then budget=(--time-budget "$1"); fi
 status=$("$PY" -m empo.cli compare --sweep "$spec" --store "$store" --status | head -1)
 echo "$status"
 read -r done _ total _ <<<"$status"
-if [ "$done" = "$total" ]; then
-  "$PY" scripts/study_stopping.py --sweep "$spec" --store "$store" --block checkpoints-greedy \
-    --reference empo-band-ds --fit-seeds 0 --threads 2
-else  # the runs done so far, headed as such: eval/results/league_cpu/interim/
+if [ "$done" != "$total" ]; then  # the runs done so far, headed as such: eval/results/league_cpu/interim/
   "$PY" -m empo.cli compare --sweep "$spec" --store "$store" --interim > /dev/null
 fi
+# the stopping study of the runs done (headed with those missing until the store is full)
+"$PY" scripts/study_stopping.py --sweep "$spec" --store "$store" --block checkpoints-greedy \
+  --reference empo-band-ds --fit-seeds 0 --threads 2 > /dev/null
