@@ -93,8 +93,7 @@ def study(sweep: Sweep, block_name: str, reference: str, progress: bool = True, 
                                 run.settings.get("empo.stopping_entropy_fraction", 0.5),
                                 run.settings.get("empo.stopping_patience", 2))
             turn = find_turn(rows, rule)
-            # no turn: the run trains to the end; a turn before the first checkpoint: the starting model (step 0)
-            chosen = final_step if turn is None else max(s for s in dirs if s <= turn.step)
+            chosen = chosen_step(turn, dirs, final_step)
             accuracy = {s: float(pooled([d], benchmarks).mean()) for s, d in dirs.items()}
             per_seed.append({"seed": seed, "turn": None if turn is None else asdict(turn), "chosen": chosen,
                              "accuracy": accuracy, "tokens": cumulative_tokens(rows), "dirs": dirs, "rows": rows})
@@ -108,14 +107,16 @@ def study(sweep: Sweep, block_name: str, reference: str, progress: bool = True, 
 RULE_GRID = [StoppingRule(w, f, p) for w in (2, 3, 4, 6, 8) for f in (0.3, 0.4, 0.5, 0.6, 0.7) for p in (1, 2, 3, 4, 6)]
 
 
+def chosen_step(turn, evaluated_steps, final_step: int) -> int:
+    """No turn: the run trains to the end; else the last evaluated step at or before the turn (0: the starting
+    model)."""
+    return final_step if turn is None else max(s for s in evaluated_steps if s <= turn.step)
+
+
 def gains(seeds: list[dict], rule: StoppingRule, final_step: int) -> list[float]:
     """Per run: held-out greedy accuracy of the checkpoint ``rule`` chooses minus the final one's."""
-    out = []
-    for s in seeds:
-        turn = find_turn(s["rows"], rule)
-        chosen = final_step if turn is None else max(st for st in s["accuracy"] if st <= turn.step)
-        out.append(s["accuracy"][chosen] - s["accuracy"][final_step])
-    return out
+    return [s["accuracy"][chosen_step(find_turn(s["rows"], rule), s["accuracy"], final_step)]
+            - s["accuracy"][final_step] for s in seeds]
 
 
 def fit_and_judge(result: dict, fit_seeds: list[int]) -> dict:
@@ -138,7 +139,7 @@ def fit_and_judge(result: dict, fit_seeds: list[int]) -> dict:
                             **{label: gains(seeds, rule, final_step)
                                for label, rule in (("default", default), ("fitted", fitted))}}
     return {"fit_seeds": list(fit_seeds), "fit_runs": len(fit), "default": asdict(default), "fitted": asdict(fitted),
-            "fit_gain": {"default": float(np.mean(gains(fit, default, final_step))), "fitted": best_score},
+            "fit_gain": {"default": scored[0][0], "fitted": best_score},
             "judged": judged}
 
 
@@ -197,7 +198,7 @@ def summarise(result: dict) -> dict:
 
 
 def report(summary: dict, result: dict, meta: dict, fitted: dict | None = None) -> str:
-    missing = result.get("missing") or []
+    missing = result["missing"]
     lines = ["# Label-free stopping, judged against gold after the fact", "",
              *([f"**Interim: {len(missing)} runs missing** ({', '.join(missing)}); every figure is over the runs "
                 "done so far.", ""] if missing else []),
