@@ -23,4 +23,4 @@ if [ "$done" != "$total" ]; then  # the runs done so far, headed as such: eval/r
 fi
 # the stopping study of the runs done (headed with those missing until the store is full)
 "$PY" scripts/study_stopping.py --sweep "$spec" --store "$store" --block checkpoints-greedy \
-  --reference empo-band-ds --fit-seeds 0 --threads 2 > /dev/null
+  --reference empo --fit-seeds 0 --threads 2 > /dev/null
