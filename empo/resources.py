@@ -24,7 +24,7 @@ SHIPPED = {
     "suites": ("empo._shipped.suites", "eval/suites"),
     "data": ("empo._shipped.data", "data"),
 }
-DEFAULT_RECIPE = "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml"
+DEFAULT_RECIPE = "recipes/SmolLM2-135M-Instruct/empo/config_arith_mix_band_ds_cpu.yaml"
 
 
 def root(kind: str) -> Path:

@@ -1,7 +1,8 @@
 """Plot the training curves of a run's metrics.jsonl (reward, semantic entropy, kept fraction, majority ratio,
 accuracies, completion length) into one PNG. `empo train` writes the same plot into the run directory at its end.
 
-    python scripts/plot_training.py runs/SmolLM2-135M-Instruct/empo-arith-cpu --out eval/results/cpu_default_run.png
+    python scripts/plot_training.py runs/SmolLM2-135M-Instruct/empo-arith-mix-band-ds-cpu \
+        --out eval/results/cpu_default_run.png
 """
 
 from __future__ import annotations

@@ -141,8 +141,11 @@ def test_suite_files_fill_eval_settings_and_flags_override(tmp_path):
     args = build_parser(eval_suite=paper).parse_args(argv)
     assert (args.limit, args.max_new_tokens, args.prompt, args.greedy) == (3, 64, "qwen-math", True)
     assert args.benchmarks == paper["benchmarks"]
-    args = build_parser(eval_suite=suites["cpu_default"]).parse_args(["eval", "--no-greedy"])
-    assert args.greedy is False and args.n == 8
+    default = suites["cpu_default"]
+    assert (default["benchmarks"], default["limit"], default["greedy"], default["n"]) == \
+        ("arith,arith:add2+sub2", 300, True, 0)  # the league's held-out greedy measure
+    args = build_parser(eval_suite=default).parse_args(["eval", "--no-greedy", "--n", "8"])
+    assert (args.greedy, args.n, args.limit) == (False, 8, 300)
 
 
 def test_bad_suite_is_one_line_naming_the_key(tmp_path, capsys):

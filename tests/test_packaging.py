@@ -29,8 +29,8 @@ def elsewhere(tmp_path):
 
 
 def test_shipped_files_resolve_by_repository_path_and_short_name_from_any_directory(elsewhere):
-    assert find_recipe("recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml") == \
-        find_recipe("SmolLM2-135M-Instruct/empo/config_arith_cpu") == find_recipe(resources.DEFAULT_RECIPE)
+    assert find_recipe("recipes/SmolLM2-135M-Instruct/empo/config_arith_mix_band_ds_cpu.yaml") == \
+        find_recipe("SmolLM2-135M-Instruct/empo/config_arith_mix_band_ds_cpu") == find_recipe(resources.DEFAULT_RECIPE)
     assert resources.resolve("recipes/accelerate_configs/zero3.yaml", "recipes") == \
         resources.resolve("zero3", "recipes", subdir="accelerate_configs")
     assert resources.resolve("eval/suites/paper_math.yaml", "suites") == resources.resolve("paper_math", "suites")
@@ -55,7 +55,7 @@ def test_shipped_data_and_suites_load_from_any_directory(elsewhere):
 
     rows = load_questions(DataSpec(name="data/benchmarks/gsm8k.jsonl", limit=2))
     assert len(rows) == 2 and rows == load_questions(DataSpec(name="gsm8k", limit=2))
-    assert load_suite("eval/suites/cpu_default.yaml")["benchmarks"] == "arith"
+    assert load_suite("eval/suites/cpu_default.yaml")["benchmarks"] == "arith,arith:add2+sub2"
     assert SLURM_TEMPLATE.is_file()
 
 

@@ -38,6 +38,21 @@ def test_recipes_differ_only_in_reward():
     assert diff == {"reward_funcs", "entropy_filter", "output_dir"}
 
 
+def test_the_default_recipe_is_the_league_arm_that_lifted_greedy_accuracy():
+    """`empo train` runs what the league measured (eval/results/league_cpu/): its arm 'empo-band-ds', every defining
+    setting the same but the seed (the league ran 0, 1, 2)."""
+    from empo.compare.sweep import Sweep
+    from empo.resources import DEFAULT_RECIPE
+    from empo.training.run_dir import defining_differences, run_record
+
+    league = Sweep.from_yaml(ROOT / "recipes/SmolLM2-135M-Instruct/sweeps/league_cpu.yaml")
+    arm = next(a for a in league.arms() if a.name == "empo-band-ds")
+    default = load_recipe(DEFAULT_RECIPE, check_machine=False)
+    differences = defining_differences(league.run_record(arm, 0), run_record(default.empo, default.training,
+                                                                            default.model))
+    assert differences == ["seed: 0 -> 42"]
+
+
 def write(tmp_path, **changes):
     base = yaml.safe_load((ROOT / "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml").read_text())
     base.update(changes)

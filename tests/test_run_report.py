@@ -32,6 +32,8 @@ def test_summary_reads_start_and_end_of_this_invocation(tmp_path):
     assert "steps 2 -> 8 in 1.0 min (10.0 s/step)" in text and "skipped (every group filtered): 2 of 6" in text
     assert "sample acc" not in text and "questions being trained" not in text and "adapter_model.safetensors" in text
     assert f"empo eval --suite eval/suites/cpu_default.yaml --adapter {tmp_path}" in text
+    default = format_summary(s, prompt="boxed-example", dataset="arith:add1,sub1,mul1,add2,sub2")  # the CPU default's
+    assert f"empo eval --suite eval/suites/cpu_default.yaml --adapter {tmp_path}" in default
     mix = format_summary(s, prompt="boxed-example", dataset="arith:add1,add2")
     assert f"empo eval --benchmarks arith:add1+add2 --n 8 --temperature 0.8 --top-p 1.0 --max-new-tokens 48 " \
            f"--adapter {tmp_path}" in mix

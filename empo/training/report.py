@@ -86,14 +86,19 @@ def summarize_run(output_dir: str | Path, first_step: int, wall_seconds: float, 
     }
 
 
+#: the training sets whose held-out questions eval/suites/cpu_default.yaml holds: the one-digit levels, and the CPU
+#: default's mix of them with two-digit addition and subtraction
+CPU_DEFAULT_DATASETS = ("arith", "arith:add1,sub1,mul1,add2,sub2")
+
+
 def next_eval(out: str, prompt: str, dataset: str, clustering: str = "math") -> str:
     """The `empo eval` that measures what the run learned on held-out questions of its own kind."""
     if clustering != "math":
         return f"empo eval --suite eval/suites/natural_reasoning.yaml --adapter {out}       # multiple-choice " \
                "held-out accuracy (free-form runs have no held-out split of their own)"
-    if dataset == "arith":
-        return f"empo eval --suite eval/suites/cpu_default.yaml --adapter {out}       # held-out accuracy, greedy " \
-               "and sampled"
+    if dataset in CPU_DEFAULT_DATASETS:
+        return f"empo eval --suite eval/suites/cpu_default.yaml --adapter {out}       # held-out greedy accuracy " \
+               "(the league's measure)"
     if dataset.startswith("arith:"):
         levels = "+".join(lv for lv in dataset.partition(":")[2].split(",") if lv)
         return (f"empo eval --benchmarks arith:{levels} --n 8 --temperature 0.8 --top-p 1.0 --max-new-tokens 48 "
