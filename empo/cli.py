@@ -80,9 +80,9 @@ def _add_eval(sub, suite: dict | None = None) -> None:
     p.add_argument("--model", default=d.model, help="hub id, local directory or alias")
     p.add_argument("--adapter", default=None, help="LoRA adapter directory (e.g. a training output_dir)")
     p.add_argument("--benchmarks", default=d.benchmarks, help=f"comma-separated, from: {', '.join(BENCHMARKS)}")
-    p.add_argument("--data-dir", default=None, help="directory with <benchmark>.jsonl files (default: the shipped "
-                                                     "data/benchmarks; 'hub': the hub)")
-    p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
+    p.add_argument("--data-dir", default=d.data_dir, help="directory with <benchmark>.jsonl files (default: the "
+                                                           "shipped data/benchmarks; 'hub': the hub)")
+    p.add_argument("--limit", type=int, default=d.limit, help="first N problems of each benchmark")
     p.add_argument("--prompt", default=d.prompt, help="prompt preset (boxed-example | qwen-math) or file")
     p.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=d.greedy,
                    help="run the greedy pass (the paper's pass@1); --no-greedy skips it")
