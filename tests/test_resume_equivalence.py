@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 HELPERS = Path(__file__).resolve().parent / "helpers"
 ROOT = HELPERS.parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+RECIPE = "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml"
 #: metrics.jsonl fields that measure wall time, and transformers' end-of-training ``train_loss`` (the mean over the
 #: steps that invocation trained), documented in docs/preemption.md: everything else must match
 WALL_TIME = {"step_time", "empo/sampling_seconds", "empo/sampling_share", "empo/vllm_sync_seconds", "train_runtime",
@@ -46,7 +47,8 @@ FEATURES = {
 
 
 def command(feature: str, tiny: str, out: Path, killer: bool = False) -> list[str]:
-    settings = {"model_name_or_path": tiny, **FEATURES[feature], "output_dir": str(out)}
+    # the one-digit recipe, whose filter and sampler each feature sets (the default's band needs its filter)
+    settings = {"config": RECIPE, "model_name_or_path": tiny, **FEATURES[feature], "output_dir": str(out)}
     args = [a for k, v in settings.items() for a in (f"--{k}", str(v))]
     entry = [str(HELPERS / "kill_during_save.py")] if killer else ["-m", "empo.train"]
     if feature == "two_processes":
