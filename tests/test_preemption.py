@@ -87,8 +87,9 @@ def train_args(tiny: str, out: Path, **extra) -> list[str]:
     # the random reward with the filter off: the tiny model never boxes an answer, so under an EMPO recipe every
     # group is filtered, no step moves a weight and "the same adapter" would hold trivially; the one-digit recipe
     # without dynamic sampling (the default's needs the filter), so that every step is one generation round
-    settings = {"config": "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml", "model_name_or_path": tiny, "num_generations": 4, "per_device_train_batch_size": 4,
-                "max_completion_length": 8, "max_steps": 6, "save_steps": 2, "save_total_limit": 1,
+    settings = {"config": "recipes/SmolLM2-135M-Instruct/empo/config_arith_cpu.yaml", "model_name_or_path": tiny,
+                "num_generations": 4, "per_device_train_batch_size": 4, "max_completion_length": 8, "max_steps": 6,
+                "save_steps": 2, "save_total_limit": 1,
                 "dataset_limit": 16, "num_threads": 1, "reward_funcs": "random", "entropy_filter": False,
                 "output_dir": str(out), **extra}
     return [a for k, v in settings.items() for a in (f"--{k}", str(v))]
