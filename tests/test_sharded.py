@@ -186,9 +186,11 @@ def test_the_cpu_default_recipe_trains_and_resumes_under_fsdp2_on_two_processes(
 
     recipe = yaml.safe_load(find_recipe(DEFAULT_RECIPE).read_text())
     out = tmp_path / "out"
-    # the tiny model and short completions; the recipe's global batch (2 processes x half); a checkpoint per step
+    # the tiny model and short completions; the recipe's global batch (2 processes x half); a checkpoint per step,
+    # both kept
     recipe.update(model_name_or_path=tiny, per_device_train_batch_size=recipe["per_device_train_batch_size"] // 2,
-                  max_completion_length=16, max_steps=2, save_steps=1, output_dir=str(out), num_threads=1)
+                  max_completion_length=16, max_steps=2, save_steps=1, save_total_limit=2, output_dir=str(out),
+                  num_threads=1)
     recipe_file = tmp_path / "recipe.yaml"
     config = yaml.safe_load((ROOT / "recipes" / "accelerate_configs" / "fsdp.yaml").read_text())
     config.update(use_cpu=True, mixed_precision="no", num_processes=2)
